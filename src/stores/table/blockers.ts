@@ -1,0 +1,95 @@
+/**
+ * Who blocks a request: live leases, lock-delays and earlier queued waiters that conflict with it
+ * under the rule of SPEC section 2, shared limits counted over holders and earlier waiters.
+ */
+import { InvalidRequestError, type Holder } from '../../model/errors.js';
+import type { Resource } from '../../model/types.js';
+import type { TableState } from './state.js';
+
+export interface Blockers {
+  holders: Holder[];
+  /** Store time at which the last held or delayed blocker ends (unless renewed). */
+  lastEnd: number | null;
+  /** Store time at which the first blocker could end (a lease's expiry, a waiter's drop). */
+  firstEnd: number | null;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function sameLimit(a: number | null, b: number | null): boolean {
+  return a === b;
+}
+
+/**
+ * The blockers of `resources` for a request queued at `seq` (`Infinity` for a new request).
+ * For a new request a shared limit that disagrees with a live holder or waiter is rejected.
+ */
+export function findBlockers(state: TableState, resources: readonly Resource[], seq: number, selfId: string): Blockers {
+  const holders: Holder[] = [];
+  let lastEnd: number | null = null;
+  let firstEnd: number | null = null;
+  const ends = (at: number, counts: boolean): void => {
+    if (counts) lastEnd = lastEnd === null ? at : Math.max(lastEnd, at);
+    firstEnd = firstEnd === null ? at : Math.min(firstEnd, at);
+  };
+  const isNew = seq === Infinity;
+
+  resources.forEach((r, index) => {
+    const mismatch = (limit: number | null): never => {
+      throw new InvalidRequestError(
+        `resources[${index}].limit`,
+        `${JSON.stringify(r.key)} is shared with limit ${limit ?? 'none'} by its holders; every holder must agree, got ${r.limit ?? 'none'}`,
+      );
+    };
+    const sameKeyShared: Holder[] = [];
+    const sameKeyEnds: number[] = [];
+    for (const { resource: h, lease } of state.heldRelatedTo(r.key)) {
+      if (lease.id === selfId) continue;
+      if (r.mode === 'shared' && h.mode === 'shared') {
+        if (h.key !== r.key) continue;
+        if (isNew && !sameLimit(h.limit, r.limit)) mismatch(h.limit);
+        sameKeyShared.push(heldHolder(h, lease.owner, lease.acquiredAt, lease.expiresAt, lease.metadata));
+        sameKeyEnds.push(lease.expiresAt);
+        continue;
+      }
+      holders.push(heldHolder(h, lease.owner, lease.acquiredAt, lease.expiresAt, lease.metadata));
+      ends(lease.expiresAt, true);
+    }
+    const sameKeyQueued: Holder[] = [];
+    const queuedEnds: number[] = [];
+    for (const { resource: w, waiter } of state.waitingRelatedTo(r.key)) {
+      if (waiter.id === selfId || waiter.seq >= seq) continue;
+      const holder: Holder = {
+        key: w.key, mode: w.mode, owner: waiter.owner, state: 'queued',
+        acquiredAt: iso(waiter.enqueuedAt), expiresAt: null, metadata: waiter.metadata,
+      };
+      const drop = Math.min(waiter.aliveUntil, waiter.deadline);
+      if (r.mode === 'shared' && w.mode === 'shared') {
+        if (w.key !== r.key) continue;
+        if (isNew && !sameLimit(w.limit, r.limit)) mismatch(w.limit);
+        sameKeyQueued.push(holder);
+        queuedEnds.push(drop);
+        continue;
+      }
+      holders.push(holder);
+      ends(drop, false);
+    }
+    if (r.limit !== null && sameKeyShared.length + sameKeyQueued.length >= r.limit) {
+      holders.push(...sameKeyShared, ...sameKeyQueued);
+      for (const at of sameKeyEnds) ends(at, true);
+      for (const at of queuedEnds) ends(at, false);
+    }
+    for (const delay of state.delaysRelatedTo(r.key)) {
+      holders.push({
+        key: delay.key, mode: 'exclusive', owner: delay.owner, state: 'delayed',
+        acquiredAt: iso(delay.since), expiresAt: iso(delay.until), metadata: delay.metadata,
+      });
+      ends(delay.until, true);
+    }
+  });
+  return { holders, lastEnd, firstEnd };
+}
+
+function heldHolder(r: Resource, owner: string, acquiredAt: number, expiresAt: number, metadata: Record<string, unknown>): Holder {
+  return { key: r.key, mode: r.mode, owner, state: 'held', acquiredAt: iso(acquiredAt), expiresAt: iso(expiresAt), metadata };
+}
