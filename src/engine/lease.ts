@@ -1,0 +1,208 @@
+/**
+ * A held lease. It renews itself at a third of its TTL and fences itself: when renewals keep
+ * failing it considers itself lost at its local deadline (the store's expiry measured on this
+ * process's monotonic clock, minus a safety margin), *before* the store would expire it. Then its
+ * `signal` aborts with a `LeaseLostError` and a `lost` event fires. Timers never throw.
+ */
+import { EventEmitter } from 'node:events';
+import { LeaseLostError } from '../model/errors.js';
+import type { Duration } from '../model/duration.js';
+import { validateTtl } from '../model/request.js';
+import type { LeaseRecord, Metadata, Resource } from '../model/types.js';
+import type { CallOptions, LockStore } from '../stores/store.js';
+
+export interface LeaseEvents {
+  /** The lease was renewed; its new expiry. */
+  renewed: [expiresAt: Date];
+  /** The lease is lost: expired, forced, or not renewable in time. `signal` has aborted. */
+  lost: [error: LeaseLostError];
+  /** The lease was released by its holder. */
+  released: [];
+}
+
+export interface RenewOptions extends CallOptions {
+  /** New TTL from now. @default the lease's current TTL */
+  ttlMs?: Duration;
+}
+
+/** What a lease needs from the `Locks` object that made it. */
+export interface LeaseHost {
+  readonly store: LockStore;
+  readonly autoRenew: boolean;
+  marginFor(ttlMs: number): number;
+  ended(lease: Lease, lost: LeaseLostError | null): void;
+}
+
+export type LeaseState = 'held' | 'released' | 'lost';
+
+export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable {
+  readonly id: string;
+  readonly owner: string;
+  readonly resources: readonly Resource[];
+  readonly fence: number;
+  readonly acquiredAt: Date;
+  readonly metadata: Metadata;
+  readonly #host: LeaseHost;
+  readonly #controller = new AbortController();
+  #record: LeaseRecord;
+  /** performance.now() at which this process must consider the lease lost. */
+  #localDeadline: number;
+  #state: LeaseState = 'held';
+  #timer: NodeJS.Timeout | null = null;
+  #renewing: Promise<void> | null = null;
+
+  /** `sentAt`: performance.now() when the call that returned `record` was sent; `storeNow`: the store's clock in that answer. */
+  constructor(host: LeaseHost, record: LeaseRecord, sentAt: number, storeNow: number) {
+    super();
+    this.#host = host;
+    this.#record = record;
+    this.id = record.id;
+    this.owner = record.owner;
+    this.resources = Object.freeze(record.resources.map((r) => Object.freeze({ ...r })));
+    this.fence = record.fence;
+    this.acquiredAt = new Date(record.acquiredAt);
+    this.metadata = record.metadata;
+    this.#localDeadline = this.#deadlineFrom(record, sentAt, storeNow);
+    this.#schedule();
+  }
+
+  /** The keys of the lease, in request order. */
+  get keys(): string[] {
+    return this.resources.map((r) => r.key);
+  }
+  get expiresAt(): Date {
+    return new Date(this.#record.expiresAt);
+  }
+  get ttlMs(): number {
+    return this.#record.ttlMs;
+  }
+  get state(): LeaseState {
+    return this.#state;
+  }
+  /** Aborts (with a `LeaseLostError`) when the lease is lost, and when it is released. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+  /** Milliseconds until this process considers the lease lost unless it renews. */
+  get remainingMs(): number {
+    return this.#state === 'held' ? Math.max(0, this.#localDeadline - performance.now()) : 0;
+  }
+
+  #deadlineFrom(record: LeaseRecord, sentAt: number, storeNow: number): number {
+    const remaining = record.expiresAt - storeNow;
+    return sentAt + remaining - this.#host.marginFor(record.ttlMs);
+  }
+
+  /** Arms the next renewal (auto-renew) or the self-fencing deadline. */
+  #schedule(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#state !== 'held') return;
+    const left = this.#localDeadline - performance.now();
+    if (left <= 0) {
+      this.#lose(new LeaseLostError(this.id, 'it could not be renewed before its deadline'));
+      return;
+    }
+    const delay = this.#host.autoRenew ? Math.min(left, Math.max(10, Math.min(this.#record.ttlMs / 3, left / 2))) : left;
+    this.#timer = setTimeout(() => this.#tick(), delay);
+    this.#timer.unref();
+  }
+
+  #tick(): void {
+    this.#timer = null;
+    if (this.#state !== 'held') return;
+    if (performance.now() >= this.#localDeadline) {
+      this.#lose(new LeaseLostError(this.id, 'it could not be renewed before its deadline'));
+      return;
+    }
+    if (!this.#host.autoRenew) {
+      this.#schedule();
+      return;
+    }
+    this.renew().catch(() => {
+      // Transient failures are retried by #schedule until the local deadline; loss is reported through `lost`.
+      this.#scheduleRetry();
+    });
+  }
+
+  #scheduleRetry(): void {
+    if (this.#state !== 'held') return;
+    const left = this.#localDeadline - performance.now();
+    if (left <= 0) {
+      this.#lose(new LeaseLostError(this.id, 'it could not be renewed before its deadline'));
+      return;
+    }
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#tick(), Math.max(10, Math.min(left, 1000, this.#record.ttlMs / 10)));
+    this.#timer.unref();
+  }
+
+  #lose(error: LeaseLostError): void {
+    if (this.#state !== 'held') return;
+    this.#state = 'lost';
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#controller.abort(error);
+    this.#host.ended(this, error);
+    if (this.listenerCount('lost') > 0) this.emit('lost', error);
+  }
+
+  /** Extends the lease from now (store time). Throws `LEASE_LOST` if it has ended. */
+  async renew(options: RenewOptions = {}): Promise<void> {
+    if (this.#state !== 'held') throw new LeaseLostError(this.id, `it was ${this.#state}`);
+    const ttlMs = options.ttlMs === undefined ? this.#record.ttlMs : validateTtl(options.ttlMs);
+    // Concurrent renewals share one round trip when they ask for the same TTL.
+    if (this.#renewing !== null && ttlMs === this.#record.ttlMs) return this.#renewing;
+    const attempt = this.#renewOnce(ttlMs, options.signal);
+    this.#renewing = attempt;
+    try {
+      await attempt;
+    } finally {
+      if (this.#renewing === attempt) this.#renewing = null;
+    }
+  }
+
+  async #renewOnce(ttlMs: number, signal: AbortSignal | undefined): Promise<void> {
+    const sentAt = performance.now();
+    const outcome = await this.#host.store.renew(this.id, ttlMs, { signal });
+    if (outcome.status !== 'renewed') {
+      const error = new LeaseLostError(this.id, outcome.status === 'lost' ? 'the store ended it (expired, released or forced)' : 'the store does not know it');
+      this.#lose(error);
+      throw error;
+    }
+    if (this.#state !== 'held') throw new LeaseLostError(this.id, `it was ${this.#state}`);
+    this.#record = outcome.lease;
+    this.#localDeadline = this.#deadlineFrom(outcome.lease, sentAt, outcome.now);
+    this.#schedule();
+    if (this.listenerCount('renewed') > 0) this.emit('renewed', this.expiresAt);
+  }
+
+  /** Releases the lease. Returns false when it had already ended (expired, forced, released). */
+  async release(options: CallOptions = {}): Promise<boolean> {
+    if (this.#state === 'released') return false;
+    const wasHeld = this.#state === 'held';
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (wasHeld) {
+      this.#state = 'released';
+      this.#controller.abort(new LeaseLostError(this.id, 'it was released by its holder'));
+      this.#host.ended(this, null);
+    }
+    const released = await this.#host.store.release(this.id, { signal: options.signal });
+    if (wasHeld && this.listenerCount('released') > 0) this.emit('released');
+    return released;
+  }
+
+  /** `await using lease = await locks.acquire(...)` releases it at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#state === 'held') await this.release();
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      id: this.id, owner: this.owner, resources: this.resources, fence: this.fence,
+      acquiredAt: this.acquiredAt.toISOString(), expiresAt: this.expiresAt.toISOString(),
+      ttlMs: this.ttlMs, metadata: this.metadata,
+    };
+  }
+}

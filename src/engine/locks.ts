@@ -1,0 +1,281 @@
+/**
+ * `Locks`: the library face of holdfast over any store. It validates requests, waits in the
+ * store's queue, hands out self-renewing, self-fencing `Lease` objects, and offers the admin
+ * operations of SPEC section 6.
+ */
+import { EventEmitter } from 'node:events';
+import type { Duration } from '../model/duration.js';
+import { HoldfastError, InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError } from '../model/errors.js';
+import { validateKey } from '../model/keys.js';
+import { isLeaseId, validateOwner, validateRequest, validateTtl, type ResourceInput } from '../model/request.js';
+import type { HistoryEvent, HistoryQuery, LeaseRecord, LockTable, Metadata, Mode } from '../model/types.js';
+import type { CallOptions, LockStore, StoreChange } from '../stores/store.js';
+import { Lease, type LeaseHost } from './lease.js';
+import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
+import { waitForGrant } from './wait.js';
+import { WakeRouter } from './wakeups.js';
+
+export interface AcquireOptions extends CallOptions {
+  /** Who is asking. @default the `owner` of `openLocks` options (required if that is unset) */
+  owner?: string;
+  /** Mode when the first argument is a single key. @default 'exclusive' */
+  mode?: Mode;
+  /** Shared holder limit when the first argument is a single shared key. @default null (unlimited) */
+  limit?: number | null;
+  /** Lease length. @default the `ttlMs` of `openLocks` options (30 s) */
+  ttlMs?: Duration;
+  /** How long to wait in the queue; 0 tries once. @default 0 */
+  waitMs?: Duration;
+  /** Makes the request idempotent for this owner while its lease lives. @default null */
+  requestId?: string;
+  /** A JSON object shown to anyone blocked by the lease; `message` is the sentence they read. @default {} */
+  metadata?: Metadata;
+  /** After an abnormal end (expiry, force, owner cleanup) the keys stay unavailable this long. @default 0 */
+  lockDelayMs?: Duration;
+  /** Renew the lease automatically. @default the `autoRenew` of `openLocks` options (true) */
+  autoRenew?: boolean;
+}
+
+export interface LocksEvents {
+  /** A lease of this object was lost. */
+  lost: [lease: Lease, error: LeaseLostError];
+  /** A change in the store seen by this object (its own, and others' where the store pushes). */
+  change: [change: StoreChange];
+}
+
+export interface ReleaseOwnerOptions extends CallOptions {
+  /** Only leases that hold this exact key (vRO's `unlock(id, owner)`). @default undefined */
+  key?: string;
+}
+
+export interface ListOptions extends CallOptions {
+  /** Only keys starting with this string. @default '' */
+  prefix?: string;
+}
+
+export type HistoryOptions = HistoryQuery & CallOptions;
+
+export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable {
+  readonly store: LockStore;
+  readonly #options: ResolvedLocksOptions;
+  readonly #leases = new Set<Lease>();
+  readonly #router: WakeRouter;
+  readonly #unwatch: () => void;
+  readonly #closing = new AbortController();
+  readonly #pending = new Set<Promise<unknown>>();
+  #closed = false;
+
+  constructor(store: LockStore, options: LocksOptions = {}) {
+    super();
+    this.store = store;
+    this.#options = resolveLocksOptions(options);
+    this.#router = new WakeRouter(store);
+    this.#unwatch = store.watch((change) => {
+      if (this.listenerCount('change') > 0) this.emit('change', change);
+    });
+  }
+
+  #host(autoRenew: boolean): LeaseHost {
+    return {
+      store: this.store,
+      autoRenew,
+      marginFor: (ttlMs) => safetyMargin(ttlMs, this.#options.safetyMarginMs),
+      ended: (lease, lost) => {
+        this.#leases.delete(lease);
+        if (lost && this.listenerCount('lost') > 0) this.emit('lost', lease, lost);
+      },
+    };
+  }
+
+  #adopt(record: LeaseRecord, sentAt: number, now: number, autoRenew: boolean): Lease {
+    const lease = new Lease(this.#host(autoRenew), record, sentAt, now);
+    if (lease.state === 'held') this.#leases.add(lease);
+    return lease;
+  }
+
+  #check(): void {
+    if (this.#closed) throw new InvalidRequestError('locks', 'this Locks object is closed');
+  }
+
+  /**
+   * Acquires `target` (a key, or resources `[{ key, mode, limit }]`), waiting up to `waitMs`.
+   * Throws `LOCK_BUSY` (try-once) or `WAIT_TIMEOUT` with the holders, or the signal's reason.
+   */
+  async acquire(target: string | readonly ResourceInput[], options: AcquireOptions = {}): Promise<Lease> {
+    this.#check();
+    const pending = this.#acquire(target, options);
+    this.#pending.add(pending);
+    try {
+      return await pending;
+    } finally {
+      this.#pending.delete(pending);
+    }
+  }
+
+  async #acquire(target: string | readonly ResourceInput[], options: AcquireOptions): Promise<Lease> {
+    const resources =
+      typeof target === 'string' ? [{ key: target, mode: options.mode ?? 'exclusive', limit: options.limit ?? null }] : target;
+    if (typeof target !== 'string' && (options.mode !== undefined || options.limit !== undefined)) {
+      throw new InvalidRequestError('mode', 'give mode and limit inside each resource when acquiring several');
+    }
+    const { request, waitMs } = validateRequest({
+      owner: options.owner ?? this.#options.owner,
+      resources,
+      ttlMs: options.ttlMs ?? this.#options.ttlMs,
+      waitMs: options.waitMs,
+      requestId: options.requestId,
+      metadata: options.metadata,
+      lockDelayMs: options.lockDelayMs,
+    });
+    const autoRenew = options.autoRenew ?? this.#options.autoRenew;
+    const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : this.#closing.signal;
+    signal.throwIfAborted();
+    const startedAt = performance.now();
+    const wakeup = this.#router.register(request.id);
+    try {
+      const sentAt = performance.now();
+      const outcome = await this.store.acquire(request, { waitMs, waiterTtlMs: this.#options.waiterTtlMs });
+      if (outcome.status === 'granted') {
+        if (signal.aborted) {
+          await this.store.release(outcome.lease.id).catch(() => false);
+          throw signal.reason;
+        }
+        return this.#adopt(outcome.lease, sentAt, outcome.now, autoRenew);
+      }
+      if (outcome.status === 'busy') throw new LockBusyError(outcome);
+      const extra = outcome.ticket === request.id ? null : this.#router.register(outcome.ticket);
+      try {
+        const granted = await waitForGrant({
+          store: this.store, request, ticket: outcome.ticket, wakeup: extra ?? wakeup, startedAt, waitMs,
+          waiterTtlMs: this.#options.waiterTtlMs, holders: outcome.holders, retryAfterMs: outcome.retryAfterMs,
+          nextCheckMs: outcome.nextCheckMs, now: outcome.now, signal,
+        });
+        return this.#adopt(granted.lease, granted.sentAt, granted.now, autoRenew);
+      } finally {
+        if (extra) this.#router.unregister(outcome.ticket);
+      }
+    } finally {
+      this.#router.unregister(request.id);
+    }
+  }
+
+  /** Like `acquire` with `waitMs: 0`, but returns `null` when busy. */
+  async tryAcquire(target: string | readonly ResourceInput[], options: Omit<AcquireOptions, 'waitMs'> = {}): Promise<Lease | null> {
+    try {
+      return await this.acquire(target, { ...options, waitMs: 0 });
+    } catch (error) {
+      if (error instanceof LockBusyError) return null;
+      throw error;
+    }
+  }
+
+  /**
+   * Runs `fn` under the lock and releases it in `finally`. `fn` gets the lease; its `signal`
+   * aborts if the lease is lost while `fn` runs.
+   */
+  async withLock<T>(target: string | readonly ResourceInput[], options: AcquireOptions, fn: (lease: Lease) => Promise<T> | T): Promise<T> {
+    const lease = await this.acquire(target, options);
+    try {
+      return await fn(lease);
+    } finally {
+      await lease.release().catch(() => false);
+    }
+  }
+
+  /** Reads a live lease by id (from any process), or null. */
+  async get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {
+    this.#check();
+    if (!isLeaseId(leaseId)) return null;
+    return this.store.get(leaseId, options);
+  }
+
+  /**
+   * Takes over a lease by its id, for example in another process after a restart (oVirt's
+   * async tasks): the returned `Lease` renews and releases it. Throws `NOT_FOUND` / `LEASE_LOST`.
+   */
+  async attach(leaseId: string, options: CallOptions & { autoRenew?: boolean; ttlMs?: Duration } = {}): Promise<Lease> {
+    this.#check();
+    if (!isLeaseId(leaseId)) throw new NotFoundError('The lease');
+    const sentAt = performance.now();
+    const record = await this.store.get(leaseId, options);
+    if (!record) throw new NotFoundError('The lease');
+    const ttlMs = options.ttlMs === undefined ? record.ttlMs : validateTtl(options.ttlMs);
+    const renewed = await this.store.renew(leaseId, ttlMs, options);
+    if (renewed.status === 'lost') throw new LeaseLostError(leaseId);
+    if (renewed.status === 'unknown') throw new NotFoundError('The lease');
+    return this.#adopt(renewed.lease, sentAt, renewed.now, options.autoRenew ?? this.#options.autoRenew);
+  }
+
+  /** Renews a lease by id. Throws `LEASE_LOST` if it ended, `NOT_FOUND` if unknown. */
+  async renew(leaseId: string, options: CallOptions & { ttlMs?: Duration } = {}): Promise<LeaseRecord> {
+    this.#check();
+    if (!isLeaseId(leaseId)) throw new NotFoundError('The lease');
+    const current = options.ttlMs === undefined ? await this.store.get(leaseId, options) : null;
+    const ttlMs = options.ttlMs === undefined ? current?.ttlMs ?? this.#options.ttlMs : validateTtl(options.ttlMs);
+    const outcome = await this.store.renew(leaseId, ttlMs, options);
+    if (outcome.status === 'lost') throw new LeaseLostError(leaseId);
+    if (outcome.status === 'unknown') throw new NotFoundError('The lease');
+    return outcome.lease;
+  }
+
+  /** Releases a lease by id. Returns false if it had already ended or is unknown. */
+  async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
+    this.#check();
+    if (!isLeaseId(leaseId)) return false;
+    for (const lease of this.#leases) if (lease.id === leaseId) return lease.release(options);
+    return this.store.release(leaseId, options);
+  }
+
+  /** Ends every lease of `owner` (on one key with `key`): Cloudron's releaseByTaskId. Returns the count. */
+  async releaseOwner(owner: string, options: ReleaseOwnerOptions = {}): Promise<number> {
+    this.#check();
+    const valid = validateOwner(owner);
+    const key = options.key === undefined ? undefined : validateKey(options.key, 'key');
+    return this.store.releaseOwner(valid, { key, by: this.#options.actor, signal: options.signal });
+  }
+
+  /** Admin: ends every lease on `key`. Returns the count. */
+  async forceRelease(key: string, options: CallOptions = {}): Promise<number> {
+    this.#check();
+    return this.store.forceRelease(validateKey(key), { by: this.#options.actor, signal: options.signal });
+  }
+
+  /** Held locks and queued waiters, with positions. */
+  async list(options: ListOptions = {}): Promise<LockTable> {
+    this.#check();
+    if (options.prefix !== undefined && typeof options.prefix !== 'string') throw new InvalidRequestError('prefix', 'expected a string');
+    return this.store.list(options);
+  }
+
+  /** Past lease events, newest first. */
+  async history(options: HistoryOptions = {}): Promise<HistoryEvent[]> {
+    this.#check();
+    const { signal, ...query } = options;
+    if (query.limit !== undefined && (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > 10_000)) {
+      throw new InvalidRequestError('limit', `expected an integer 1..10000, got ${String(query.limit)}`);
+    }
+    return this.store.history(query, { signal });
+  }
+
+  /** Leases held through this object. */
+  get held(): readonly Lease[] {
+    return [...this.#leases];
+  }
+
+  /** Cancels waits, releases held leases (best effort) and closes the store. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closing.abort(new HoldfastError('STORE_UNAVAILABLE', 503, 'This Locks object was closed'));
+    // Waits leave their queues before the store closes; then held leases are released.
+    await Promise.allSettled([...this.#pending]);
+    await Promise.allSettled([...this.#leases].map((lease) => lease.release()));
+    this.#router.close();
+    this.#unwatch();
+    await this.store.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

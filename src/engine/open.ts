@@ -1,0 +1,48 @@
+/**
+ * `openLocks(url, options)`: opens the store a URL names and returns a `Locks` object.
+ *   memory:                 in-process, not durable
+ *   sqlite:PATH             embedded, durable (`sqlite::memory:` for a throwaway database)
+ *   postgres://...          PostgreSQL (also postgresql://)
+ * Store modules load on demand, so a store's driver is only required when that store is used.
+ */
+import { InvalidRequestError } from '../model/errors.js';
+import type { LockStore } from '../stores/store.js';
+import { Locks } from './locks.js';
+import type { LocksOptions } from './options.js';
+
+export type StoreOpener = (url: string, options: Record<string, unknown>) => Promise<LockStore>;
+
+const openers = new Map<string, StoreOpener>();
+
+/** Registers a store for a URL scheme (without the colon), e.g. `registerStore('redis', open)`. */
+export function registerStore(scheme: string, opener: StoreOpener): void {
+  openers.set(scheme.toLowerCase(), opener);
+}
+
+registerStore('memory', async (_url, options) => {
+  const { createMemoryStore } = await import('../stores/memory/store.js');
+  return createMemoryStore(options);
+});
+
+/** Opens the store named by `url`. */
+export async function openStore(url: string, options: Record<string, unknown> = {}): Promise<LockStore> {
+  if (typeof url !== 'string' || url.length === 0) throw new InvalidRequestError('url', 'expected a store URL such as memory:, sqlite:./holdfast.db or postgres://host/db');
+  const match = /^([a-z][a-z0-9+.-]*):/i.exec(url);
+  const scheme = match?.[1]?.toLowerCase();
+  const opener = scheme === undefined ? undefined : openers.get(scheme);
+  if (!opener) {
+    throw new InvalidRequestError('url', `unknown store ${JSON.stringify(url.slice(0, 40))}; expected one of ${[...openers.keys()].map((s) => `${s}:`).join(', ')}`);
+  }
+  return opener(url, options);
+}
+
+/** Opens a store by URL (or takes `options.store`) and returns a `Locks` object over it. */
+export async function openLocks(url: string | LockStore, options: LocksOptions = {}): Promise<Locks> {
+  const store = typeof url === 'string' ? options.store ?? (await openStore(url, options.storeOptions ?? {})) : url;
+  try {
+    return new Locks(store, options);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}

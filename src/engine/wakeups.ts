@@ -1,0 +1,66 @@
+/**
+ * Routes the store's push notices to the waiters they concern: a notice that grants ticket T
+ * wakes only the waiter of T, never every waiter. A notice that arrives while the waiter is busy
+ * (polling) is kept, so it is never lost.
+ */
+import type { LockStore, StoreChange } from '../stores/store.js';
+
+export class Wakeup {
+  #pending = false;
+  #resolve: (() => void) | null = null;
+
+  wake(): void {
+    this.#pending = true;
+    const resolve = this.#resolve;
+    this.#resolve = null;
+    resolve?.();
+  }
+
+  /** Resolves after `ms`, on `wake()`, or when `signal` aborts, whichever comes first. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (this.#pending || signal?.aborted) {
+      this.#pending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        this.#resolve = null;
+        this.#pending = false;
+        resolve();
+      };
+      // Not unref'd: a caller awaiting a grant keeps the process alive, as any pending I/O would.
+      const timer = setTimeout(done, Math.max(0, ms));
+      signal?.addEventListener('abort', done, { once: true });
+      this.#resolve = done;
+    });
+  }
+}
+
+export class WakeRouter {
+  readonly #waiters = new Map<string, Wakeup>();
+  readonly #unwatch: () => void;
+
+  constructor(store: LockStore) {
+    this.#unwatch = store.watch((change: StoreChange) => {
+      for (const ticket of change.granted) this.#waiters.get(ticket)?.wake();
+    });
+  }
+
+  register(ticket: string): Wakeup {
+    let wakeup = this.#waiters.get(ticket);
+    if (!wakeup) this.#waiters.set(ticket, (wakeup = new Wakeup()));
+    return wakeup;
+  }
+
+  unregister(ticket: string): void {
+    this.#waiters.delete(ticket);
+  }
+
+  close(): void {
+    this.#unwatch();
+    for (const wakeup of this.#waiters.values()) wakeup.wake();
+    this.#waiters.clear();
+  }
+}
