@@ -1,6 +1,7 @@
 /** holdfast: locks and leases with fencing tokens, fair queues and push hand-off. */
 export { openLocks, openStore, registerStore, type StoreOpener } from './engine/open.js';
 export { Locks, type AcquireOptions, type HistoryOptions, type ListOptions, type LocksEvents, type ReleaseOwnerOptions } from './engine/locks.js';
+export type { Granted } from './engine/wait.js';
 export { Lease, type LeaseEvents, type LeaseState, type RenewOptions } from './engine/lease.js';
 export { LOCKS_DEFAULTS, type LocksOptions } from './engine/options.js';
 export {
@@ -19,3 +20,4 @@ export type {
   LockStore, StoreInfo, StoreChange, AcquireOutcome, PollOutcome, RenewOutcome, CallOptions,
 } from './stores/store.js';
 export { createMemoryStore, type MemoryStoreOptions } from './stores/memory/store.js';
+export * from './fencing/index.js';

@@ -12,7 +12,7 @@ import type { HistoryEvent, HistoryQuery, LeaseRecord, LockTable, Metadata, Mode
 import type { CallOptions, LockStore, StoreChange } from '../stores/store.js';
 import { Lease, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
-import { waitForGrant } from './wait.js';
+import { waitForGrant, type Granted } from './wait.js';
 import { WakeRouter } from './wakeups.js';
 
 export interface AcquireOptions extends CallOptions {
@@ -102,8 +102,18 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
    * Throws `LOCK_BUSY` (try-once) or `WAIT_TIMEOUT` with the holders, or the signal's reason.
    */
   async acquire(target: string | readonly ResourceInput[], options: AcquireOptions = {}): Promise<Lease> {
+    const granted = await this.grant(target, options);
+    return this.#adopt(granted.lease, granted.sentAt, granted.now, options.autoRenew ?? this.#options.autoRenew);
+  }
+
+  /**
+   * Like `acquire`, but returns the store's lease record without a `Lease` object: nothing
+   * renews it, nothing fences it, and `close()` leaves it alone. For servers that hand leases
+   * to remote clients, which renew and release them by id.
+   */
+  async grant(target: string | readonly ResourceInput[], options: Omit<AcquireOptions, 'autoRenew'> = {}): Promise<Granted> {
     this.#check();
-    const pending = this.#acquire(target, options);
+    const pending = this.#grant(target, options);
     this.#pending.add(pending);
     try {
       return await pending;
@@ -112,7 +122,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     }
   }
 
-  async #acquire(target: string | readonly ResourceInput[], options: AcquireOptions): Promise<Lease> {
+  async #grant(target: string | readonly ResourceInput[], options: AcquireOptions): Promise<Granted> {
     const resources =
       typeof target === 'string' ? [{ key: target, mode: options.mode ?? 'exclusive', limit: options.limit ?? null }] : target;
     if (typeof target !== 'string' && (options.mode !== undefined || options.limit !== undefined)) {
@@ -127,30 +137,30 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
       metadata: options.metadata,
       lockDelayMs: options.lockDelayMs,
     });
-    const autoRenew = options.autoRenew ?? this.#options.autoRenew;
     const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : this.#closing.signal;
     signal.throwIfAborted();
     const startedAt = performance.now();
     const wakeup = this.#router.register(request.id);
     try {
       const sentAt = performance.now();
-      const outcome = await this.store.acquire(request, { waitMs, waiterTtlMs: this.#options.waiterTtlMs });
+      // Local stores ignore the signal (an aborted call could strand a grant); stores that wait
+      // inside `acquire` (http) honor it and release what they were granted at that moment.
+      const outcome = await this.store.acquire(request, { waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal });
       if (outcome.status === 'granted') {
         if (signal.aborted) {
           await this.store.release(outcome.lease.id).catch(() => false);
           throw signal.reason;
         }
-        return this.#adopt(outcome.lease, sentAt, outcome.now, autoRenew);
+        return { lease: outcome.lease, sentAt, now: outcome.now };
       }
       if (outcome.status === 'busy') throw new LockBusyError(outcome);
       const extra = outcome.ticket === request.id ? null : this.#router.register(outcome.ticket);
       try {
-        const granted = await waitForGrant({
+        return await waitForGrant({
           store: this.store, request, ticket: outcome.ticket, wakeup: extra ?? wakeup, startedAt, waitMs,
           waiterTtlMs: this.#options.waiterTtlMs, holders: outcome.holders, retryAfterMs: outcome.retryAfterMs,
           nextCheckMs: outcome.nextCheckMs, now: outcome.now, signal,
         });
-        return this.#adopt(granted.lease, granted.sentAt, granted.now, autoRenew);
       } finally {
         if (extra) this.#router.unregister(outcome.ticket);
       }

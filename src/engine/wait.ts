@@ -26,9 +26,12 @@ export interface WaitInput {
   signal: AbortSignal | undefined;
 }
 
+/** A grant: the lease record, and how to place its expiry on this process's monotonic clock. */
 export interface Granted {
   lease: LeaseRecord;
+  /** performance.now() when the call that returned the grant was sent. */
   sentAt: number;
+  /** The store's clock in that call's answer: `lease.expiresAt - now` was left at `sentAt` at most. */
   now: number;
 }
 

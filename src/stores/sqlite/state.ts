@@ -1,0 +1,336 @@
+/**
+ * `TableState` over a SQLite database (better-sqlite3). Every method is one or two prepared,
+ * parameterized statements from `sql.ts`; the shared algorithm (`operations.ts`) calls them inside
+ * the `BEGIN IMMEDIATE` transaction that `store.ts` opens, so an operation is atomic across every
+ * process sharing the file. Time is SQLite's clock, never `Date.now()`.
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import { ancestorsOf } from '../../model/keys.js';
+import type { HistoryEvent, HistoryQuery, HistoryType, LeaseRecord, Metadata, Mode, Resource } from '../../model/types.js';
+import type { DelayRow, HeldRow, NewHistoryEvent, TableState, WaitRow, WaiterRecord } from '../table/state.js';
+import * as sql from './sql.js';
+
+export interface SqliteStateOptions {
+  /** How many history events to keep (also how long ended lease ids are remembered). */
+  historyLimit: number;
+}
+
+interface LeaseRow {
+  id: string;
+  owner: string;
+  request_id: string | null;
+  fence: number;
+  acquired_at: number;
+  expires_at: number;
+  ttl_ms: number;
+  resources: string;
+  metadata: string;
+  lock_delay_ms: number;
+}
+
+interface WaiterRow {
+  id: string;
+  seq: number;
+  owner: string;
+  request_id: string | null;
+  resources: string;
+  ttl_ms: number;
+  metadata: string;
+  lock_delay_ms: number;
+  enqueued_at: number;
+  deadline: number;
+  alive_until: number;
+  waiter_ttl_ms: number;
+}
+
+interface ResourceColumns {
+  r_key: string;
+  r_mode: Mode;
+  r_lim: number | null;
+}
+
+interface DelayColumns {
+  key: string;
+  until: number;
+  owner: string;
+  fence: number;
+  since: number;
+  metadata: string;
+}
+
+interface HistoryRow {
+  id: number;
+  at: number;
+  type: HistoryType;
+  owner: string;
+  fence: number;
+  resources: string;
+  by: string | null;
+  reason: string | null;
+}
+
+type Database = BetterSqlite3.Database;
+type Statement = BetterSqlite3.Statement;
+
+const DEFAULT_HISTORY_PAGE = 100;
+
+function toLease(row: LeaseRow): LeaseRecord {
+  return {
+    id: row.id,
+    owner: row.owner,
+    resources: JSON.parse(row.resources) as Resource[],
+    fence: row.fence,
+    acquiredAt: row.acquired_at,
+    expiresAt: row.expires_at,
+    ttlMs: row.ttl_ms,
+    requestId: row.request_id,
+    metadata: JSON.parse(row.metadata) as Metadata,
+    lockDelayMs: row.lock_delay_ms,
+  };
+}
+
+function toWaiter(row: WaiterRow): WaiterRecord {
+  return {
+    id: row.id,
+    seq: row.seq,
+    owner: row.owner,
+    resources: JSON.parse(row.resources) as Resource[],
+    ttlMs: row.ttl_ms,
+    requestId: row.request_id,
+    metadata: JSON.parse(row.metadata) as Metadata,
+    lockDelayMs: row.lock_delay_ms,
+    enqueuedAt: row.enqueued_at,
+    deadline: row.deadline,
+    aliveUntil: row.alive_until,
+    waiterTtlMs: row.waiter_ttl_ms,
+  };
+}
+
+const toResource = (row: ResourceColumns): Resource => ({ key: row.r_key, mode: row.r_mode, limit: row.r_lim });
+
+/** The resources as stored: exactly `{ key, mode, limit }`, in request order. */
+const resourcesJson = (resources: readonly Resource[]): string =>
+  JSON.stringify(resources.map((r) => ({ key: r.key, mode: r.mode, limit: r.limit })));
+
+/** `key` and its ancestors, as the `:keys` parameter of the related-key statements. */
+const selfAndAncestors = (key: string): string => JSON.stringify([key, ...ancestorsOf(key)]);
+
+export class SqliteState implements TableState {
+  readonly #historyLimit: number;
+  /** Prune the history every this many events (so it holds at most limit + pruneEvery - 1). */
+  readonly #pruneEvery: number;
+  readonly #s: { [K in keyof typeof sql]: Statement };
+
+  constructor(db: Database, options: SqliteStateOptions) {
+    this.#historyLimit = options.historyLimit;
+    this.#pruneEvery = Math.max(1, Math.min(1000, Math.ceil(options.historyLimit / 10)));
+    const statements = {} as Record<string, Statement>;
+    for (const [name, text] of Object.entries(sql)) statements[name] = db.prepare(text);
+    this.#s = statements as { [K in keyof typeof sql]: Statement };
+  }
+
+  #value(statement: Statement): number {
+    return (statement.get() as { value: number }).value;
+  }
+
+  /** Held rows, one lease object per lease id (parsed once). */
+  #held(rows: (LeaseRow & ResourceColumns)[]): HeldRow[] {
+    const leases = new Map<string, LeaseRecord>();
+    return rows.map((row) => {
+      let lease = leases.get(row.id);
+      if (!lease) leases.set(row.id, (lease = toLease(row)));
+      return { resource: toResource(row), lease };
+    });
+  }
+
+  #waiting(rows: (WaiterRow & ResourceColumns)[]): WaitRow[] {
+    const waiters = new Map<string, WaiterRecord>();
+    return rows.map((row) => {
+      let waiter = waiters.get(row.id);
+      if (!waiter) waiters.set(row.id, (waiter = toWaiter(row)));
+      return { resource: toResource(row), waiter };
+    });
+  }
+
+  now(): number {
+    return (this.#s.NOW.get() as { now: number }).now;
+  }
+
+  nextFence(): number {
+    return this.#value(this.#s.NEXT_FENCE);
+  }
+
+  nextSeq(): number {
+    return this.#value(this.#s.NEXT_SEQ);
+  }
+
+  lease(id: string): LeaseRecord | undefined {
+    const row = this.#s.LEASE_BY_ID.get({ id }) as LeaseRow | undefined;
+    return row && toLease(row);
+  }
+
+  leaseByRequestId(owner: string, requestId: string): LeaseRecord | undefined {
+    const row = this.#s.LEASE_BY_REQUEST.get({ owner, requestId }) as LeaseRow | undefined;
+    return row && toLease(row);
+  }
+
+  leasesOfOwner(owner: string): LeaseRecord[] {
+    return (this.#s.LEASES_OF_OWNER.all({ owner }) as LeaseRow[]).map(toLease);
+  }
+
+  leasesOnKey(key: string): LeaseRecord[] {
+    return (this.#s.LEASES_ON_KEY.all({ key }) as LeaseRow[]).map(toLease);
+  }
+
+  heldRelatedTo(key: string): HeldRow[] {
+    return this.#held(this.#s.HELD_RELATED.all({ key, keys: selfAndAncestors(key) }) as (LeaseRow & ResourceColumns)[]);
+  }
+
+  dueLeases(now: number): LeaseRecord[] {
+    return (this.#s.DUE_LEASES.all({ now }) as LeaseRow[]).map(toLease);
+  }
+
+  insertLease(lease: LeaseRecord): void {
+    const resources = resourcesJson(lease.resources);
+    this.#s.INSERT_LEASE.run({
+      id: lease.id,
+      owner: lease.owner,
+      requestId: lease.requestId,
+      fence: lease.fence,
+      acquiredAt: lease.acquiredAt,
+      expiresAt: lease.expiresAt,
+      ttlMs: lease.ttlMs,
+      resources,
+      metadata: JSON.stringify(lease.metadata),
+      lockDelayMs: lease.lockDelayMs,
+    });
+    this.#s.INSERT_LEASE_RESOURCES.run({ id: lease.id, resources });
+  }
+
+  setLeaseExpiry(id: string, expiresAt: number, ttlMs: number): void {
+    this.#s.SET_LEASE_EXPIRY.run({ id, expiresAt, ttlMs });
+  }
+
+  deleteLease(id: string): void {
+    this.#s.DELETE_LEASE_RESOURCES.run({ id });
+    this.#s.DELETE_LEASE.run({ id });
+  }
+
+  endedLease(id: string): boolean {
+    return (this.#s.ENDED_LEASE.get({ id }) as { ended: number }).ended === 1;
+  }
+
+  waiter(id: string): WaiterRecord | undefined {
+    const row = this.#s.WAITER_BY_ID.get({ id }) as WaiterRow | undefined;
+    return row && toWaiter(row);
+  }
+
+  waiterByRequestId(owner: string, requestId: string): WaiterRecord | undefined {
+    const row = this.#s.WAITER_BY_REQUEST.get({ owner, requestId }) as WaiterRow | undefined;
+    return row && toWaiter(row);
+  }
+
+  waitingRelatedTo(key: string): WaitRow[] {
+    return this.#waiting(this.#s.WAITING_RELATED.all({ key, keys: selfAndAncestors(key) }) as (WaiterRow & ResourceColumns)[]);
+  }
+
+  dueWaiters(now: number): WaiterRecord[] {
+    return (this.#s.DUE_WAITERS.all({ now }) as WaiterRow[]).map(toWaiter);
+  }
+
+  insertWaiter(waiter: WaiterRecord): void {
+    const resources = resourcesJson(waiter.resources);
+    this.#s.INSERT_WAITER.run({
+      id: waiter.id,
+      seq: waiter.seq,
+      owner: waiter.owner,
+      requestId: waiter.requestId,
+      resources,
+      ttlMs: waiter.ttlMs,
+      metadata: JSON.stringify(waiter.metadata),
+      lockDelayMs: waiter.lockDelayMs,
+      enqueuedAt: waiter.enqueuedAt,
+      deadline: waiter.deadline,
+      aliveUntil: waiter.aliveUntil,
+      waiterTtlMs: waiter.waiterTtlMs,
+    });
+    this.#s.INSERT_WAITER_RESOURCES.run({ id: waiter.id, resources });
+  }
+
+  touchWaiter(id: string, aliveUntil: number): void {
+    this.#s.TOUCH_WAITER.run({ id, aliveUntil });
+  }
+
+  deleteWaiter(id: string): void {
+    this.#s.DELETE_WAITER_RESOURCES.run({ id });
+    this.#s.DELETE_WAITER.run({ id });
+  }
+
+  delaysRelatedTo(key: string): DelayRow[] {
+    const rows = this.#s.DELAYS_RELATED.all({ key, keys: selfAndAncestors(key) }) as DelayColumns[];
+    return rows.map((row) => ({ ...row, metadata: JSON.parse(row.metadata) as Metadata }));
+  }
+
+  insertDelay(delay: DelayRow): void {
+    this.#s.INSERT_DELAY.run({ ...delay, metadata: JSON.stringify(delay.metadata) });
+  }
+
+  deleteDueDelays(now: number): string[] {
+    return (this.#s.DELETE_DUE_DELAYS.all({ now }) as { key: string }[]).map((row) => row.key);
+  }
+
+  nextDue(): number | null {
+    return (this.#s.NEXT_DUE.get() as { due: number | null }).due;
+  }
+
+  appendHistory(event: NewHistoryEvent): void {
+    const id = this.#value(this.#s.NEXT_HISTORY_ID);
+    this.#s.INSERT_HISTORY.run({
+      id,
+      at: event.at,
+      type: event.type,
+      owner: event.owner,
+      fence: event.fence,
+      resources: resourcesJson(event.resources),
+      by: event.by,
+      reason: event.reason,
+      leaseId: event.leaseId,
+    });
+    // Ids are consecutive (the counter rolls back with its transaction), so this keeps the newest
+    // `historyLimit` events; pruning only every `pruneEvery` events keeps appends cheap.
+    if (id % this.#pruneEvery === 0 && id > this.#historyLimit) {
+      this.#s.PRUNE_HISTORY.run({ maxId: id - this.#historyLimit });
+    }
+  }
+
+  history(query: HistoryQuery): HistoryEvent[] {
+    const params = {
+      beforeId: query.beforeId ?? Number.MAX_SAFE_INTEGER,
+      key: query.key ?? null,
+      limit: query.limit ?? DEFAULT_HISTORY_PAGE,
+    };
+    const rows = (
+      query.owner === undefined
+        ? this.#s.HISTORY.all(params)
+        : this.#s.HISTORY_OF_OWNER.all({ ...params, owner: query.owner })
+    ) as HistoryRow[];
+    return rows.map((row) => ({
+      id: row.id,
+      at: new Date(row.at).toISOString(),
+      type: row.type,
+      owner: row.owner,
+      fence: row.fence,
+      resources: JSON.parse(row.resources) as Resource[],
+      by: row.by,
+      reason: row.reason,
+    }));
+  }
+
+  heldWithPrefix(prefix: string): HeldRow[] {
+    return this.#held(this.#s.HELD_WITH_PREFIX.all({ prefix }) as (LeaseRow & ResourceColumns)[]);
+  }
+
+  waitingWithPrefix(prefix: string): WaitRow[] {
+    return this.#waiting(this.#s.WAITING_WITH_PREFIX.all({ prefix }) as (WaiterRow & ResourceColumns)[]);
+  }
+}
