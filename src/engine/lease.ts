@@ -33,7 +33,15 @@ export interface LeaseHost {
   ended(lease: Lease, lost: LeaseLostError | null): void;
 }
 
-export type LeaseState = 'held' | 'released' | 'lost';
+/** `detached`: the `Locks` object closed without releasing it; the lease lives on in the store until its TTL. */
+export type LeaseState = 'held' | 'released' | 'lost' | 'detached';
+
+/** Internal: the `Locks` object tells a lease that the store ended it (forced, released by owner, expired). */
+export const NOTIFY_ENDED = Symbol('holdfast.notifyEnded');
+/** Internal: the `Locks` object hands a lease a fresher record of itself (attach, requestId retry). */
+export const REFRESH = Symbol('holdfast.refresh');
+/** Internal: the `Locks` object closes without releasing the lease. */
+export const DETACH = Symbol('holdfast.detach');
 
 export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable {
   readonly id: string;
@@ -145,6 +153,25 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
     this.#controller.abort(error);
     this.#host.ended(this, error);
     if (this.listenerCount('lost') > 0) this.emit('lost', error);
+  }
+
+  [NOTIFY_ENDED](how: string): void {
+    this.#lose(new LeaseLostError(this.id, `the store reports it ${how}`));
+  }
+
+  [REFRESH](record: LeaseRecord, sentAt: number, storeNow: number): void {
+    if (this.#state !== 'held' || record.expiresAt < this.#record.expiresAt) return;
+    this.#record = record;
+    this.#localDeadline = this.#deadlineFrom(record, sentAt, storeNow);
+    this.#schedule();
+  }
+
+  [DETACH](): void {
+    if (this.#state !== 'held') return;
+    this.#state = 'detached';
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#controller.abort(new LeaseLostError(this.id, 'its Locks object was closed without releasing it'));
   }
 
   /** Extends the lease from now (store time). Throws `LEASE_LOST` if it has ended. */

@@ -5,12 +5,12 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duration } from '../model/duration.js';
-import { HoldfastError, InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError } from '../model/errors.js';
+import { InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, StoreUnavailableError } from '../model/errors.js';
 import { validateKey } from '../model/keys.js';
 import { isLeaseId, validateOwner, validateRequest, validateTtl, type ResourceInput } from '../model/request.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockTable, Metadata, Mode } from '../model/types.js';
 import type { CallOptions, LockStore, StoreChange } from '../stores/store.js';
-import { Lease, type LeaseHost } from './lease.js';
+import { DETACH, Lease, NOTIFY_ENDED, REFRESH, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
 import { waitForGrant, type Granted } from './wait.js';
 import { WakeRouter } from './wakeups.js';
@@ -58,7 +58,9 @@ export type HistoryOptions = HistoryQuery & CallOptions;
 export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable {
   readonly store: LockStore;
   readonly #options: ResolvedLocksOptions;
-  readonly #leases = new Set<Lease>();
+  /** Held `Lease` objects by id (one object per lease) and by fence (how store changes name them). */
+  readonly #leases = new Map<string, Lease>();
+  readonly #byFence = new Map<number, Lease>();
   readonly #router: WakeRouter;
   readonly #unwatch: () => void;
   readonly #closing = new AbortController();
@@ -71,6 +73,12 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.#options = resolveLocksOptions(options);
     this.#router = new WakeRouter(store);
     this.#unwatch = store.watch((change) => {
+      // A lease of ours ended by someone else (forced, released by owner, expired): lost at once,
+      // not at its next renewal. Our own releases mark the lease released before the change comes.
+      if (change.fence !== null && (change.type === 'released' || change.type === 'forced' || change.type === 'expired')) {
+        const lease = this.#byFence.get(change.fence);
+        if (lease?.state === 'held') lease[NOTIFY_ENDED](change.type === 'released' ? 'released by someone else' : change.type);
+      }
       if (this.listenerCount('change') > 0) this.emit('change', change);
     });
   }
@@ -81,20 +89,30 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
       autoRenew,
       marginFor: (ttlMs) => safetyMargin(ttlMs, this.#options.safetyMarginMs),
       ended: (lease, lost) => {
-        this.#leases.delete(lease);
+        if (this.#leases.get(lease.id) === lease) this.#leases.delete(lease.id);
+        if (this.#byFence.get(lease.fence) === lease) this.#byFence.delete(lease.fence);
         if (lost && this.listenerCount('lost') > 0) this.emit('lost', lease, lost);
       },
     };
   }
 
+  /** One `Lease` object per lease: a requestId retry or an attach of a lease held here returns it. */
   #adopt(record: LeaseRecord, sentAt: number, now: number, autoRenew: boolean): Lease {
+    const existing = this.#leases.get(record.id);
+    if (existing?.state === 'held') {
+      existing[REFRESH](record, sentAt, now);
+      return existing;
+    }
     const lease = new Lease(this.#host(autoRenew), record, sentAt, now);
-    if (lease.state === 'held') this.#leases.add(lease);
+    if (lease.state === 'held') {
+      this.#leases.set(lease.id, lease);
+      this.#byFence.set(lease.fence, lease);
+    }
     return lease;
   }
 
   #check(): void {
-    if (this.#closed) throw new InvalidRequestError('locks', 'this Locks object is closed');
+    if (this.#closed) throw new StoreUnavailableError('this Locks object is closed');
   }
 
   /**
@@ -232,7 +250,8 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
     this.#check();
     if (!isLeaseId(leaseId)) return false;
-    for (const lease of this.#leases) if (lease.id === leaseId) return lease.release(options);
+    const held = this.#leases.get(leaseId);
+    if (held) return held.release(options);
     return this.store.release(leaseId, options);
   }
 
@@ -269,17 +288,24 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
 
   /** Leases held through this object. */
   get held(): readonly Lease[] {
-    return [...this.#leases];
+    return [...this.#leases.values()];
   }
 
-  /** Cancels waits, releases held leases (best effort) and closes the store. */
-  async close(): Promise<void> {
+  /**
+   * Cancels waits, releases held leases (best effort; with `{ release: false }` they stay in
+   * the store until their TTL, for another process to `attach`), and closes the store.
+   */
+  async close(options: { release?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#closing.abort(new HoldfastError('STORE_UNAVAILABLE', 503, 'This Locks object was closed'));
+    this.#closing.abort(new StoreUnavailableError('this Locks object was closed'));
     // Waits leave their queues before the store closes; then held leases are released.
     await Promise.allSettled([...this.#pending]);
-    await Promise.allSettled([...this.#leases].map((lease) => lease.release()));
+    const leases = [...this.#leases.values()];
+    if (options.release === false) for (const lease of leases) lease[DETACH]();
+    else await Promise.allSettled(leases.map((lease) => lease.release()));
+    this.#leases.clear();
+    this.#byFence.clear();
     this.#router.close();
     this.#unwatch();
     await this.store.close();

@@ -24,6 +24,20 @@ registerStore('memory', async (_url, options) => {
   return createMemoryStore(options);
 });
 
+registerStore('sqlite', async (url, options) => {
+  const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+  if (path.length === 0) throw new InvalidRequestError('url', 'expected sqlite:PATH, for example sqlite:./holdfast.db');
+  const { createSqliteStore } = await import('../stores/sqlite/store.js');
+  return createSqliteStore(path, options);
+});
+
+const openPostgres: StoreOpener = async (url, options) => {
+  const { createPostgresStore } = await import('../stores/postgres/store.js');
+  return createPostgresStore(url, options);
+};
+registerStore('postgres', openPostgres);
+registerStore('postgresql', openPostgres);
+
 /** Opens the store named by `url`. */
 export async function openStore(url: string, options: Record<string, unknown> = {}): Promise<LockStore> {
   if (typeof url !== 'string' || url.length === 0) throw new InvalidRequestError('url', 'expected a store URL such as memory:, sqlite:./holdfast.db or postgres://host/db');
