@@ -225,12 +225,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.#check();
     if (!isLeaseId(leaseId)) throw new NotFoundError('The lease');
     const sentAt = performance.now();
-    const record = await this.store.get(leaseId, options);
-    if (!record) throw new NotFoundError('The lease');
-    const ttlMs = options.ttlMs === undefined ? record.ttlMs : validateTtl(options.ttlMs);
-    const renewed = await this.store.renew(leaseId, ttlMs, options);
-    if (renewed.status === 'lost') throw new LeaseLostError(leaseId);
-    if (renewed.status === 'unknown') throw new NotFoundError('The lease');
+    const renewed = await this.#renewById(leaseId, options);
     return this.#adopt(renewed.lease, sentAt, renewed.now, options.autoRenew ?? this.#options.autoRenew);
   }
 
@@ -238,12 +233,18 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   async renew(leaseId: string, options: CallOptions & { ttlMs?: Duration } = {}): Promise<LeaseRecord> {
     this.#check();
     if (!isLeaseId(leaseId)) throw new NotFoundError('The lease');
-    const current = options.ttlMs === undefined ? await this.store.get(leaseId, options) : null;
-    const ttlMs = options.ttlMs === undefined ? current?.ttlMs ?? this.#options.ttlMs : validateTtl(options.ttlMs);
+    return (await this.#renewById(leaseId, options)).lease;
+  }
+
+  /** Renews by id with the given TTL or the lease's own; an ended lease is LEASE_LOST, an unknown one NOT_FOUND. */
+  async #renewById(leaseId: string, options: CallOptions & { ttlMs?: Duration }): Promise<{ lease: LeaseRecord; now: number }> {
+    let ttlMs: number;
+    if (options.ttlMs !== undefined) ttlMs = validateTtl(options.ttlMs);
+    else ttlMs = (await this.store.get(leaseId, options))?.ttlMs ?? this.#options.ttlMs;
     const outcome = await this.store.renew(leaseId, ttlMs, options);
     if (outcome.status === 'lost') throw new LeaseLostError(leaseId);
     if (outcome.status === 'unknown') throw new NotFoundError('The lease');
-    return outcome.lease;
+    return outcome;
   }
 
   /** Releases a lease by id. Returns false if it had already ended or is unknown. */

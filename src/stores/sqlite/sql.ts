@@ -126,5 +126,5 @@ export const HISTORY_OF_OWNER = `SELECT ${HISTORY_COLUMNS} FROM holdfast_history
 
 /** Inputs: `prefix`. Outputs: held rows whose key starts with `prefix`. */
 export const HELD_WITH_PREFIX = `${HELD} WHERE ${PREFIX}`;
-/** Inputs: `prefix`. Outputs: waiting rows whose key starts with `prefix`. */
-export const WAITING_WITH_PREFIX = `${WAITING} WHERE ${PREFIX}`;
+/** Inputs: `prefix`. Outputs: waiting rows whose key starts with `prefix`, in queue and request order. */
+export const WAITING_WITH_PREFIX = `${WAITING} WHERE ${PREFIX} ORDER BY w.seq, r.ord`;

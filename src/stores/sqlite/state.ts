@@ -3,6 +3,11 @@
  * parameterized statements from `sql.ts`; the shared algorithm (`operations.ts`) calls them inside
  * the `BEGIN IMMEDIATE` transaction that `store.ts` opens, so an operation is atomic across every
  * process sharing the file. Time is SQLite's clock, never `Date.now()`.
+ *
+ * Within one transaction the related-key reads are cached until the next write: the algorithm
+ * asks the same question once per queued candidate (`promote` → `findBlockers`), which without the
+ * cache makes a release in front of N waiters cost N² rows. `store.ts` calls `resetCache()` at
+ * every transaction boundary, since other connections may write between transactions.
  */
 import type BetterSqlite3 from 'better-sqlite3';
 import { ancestorsOf } from '../../model/keys.js';
@@ -120,6 +125,8 @@ export class SqliteState implements TableState {
   /** Prune the history every this many events (so it holds at most limit + pruneEvery - 1). */
   readonly #pruneEvery: number;
   readonly #s: { [K in keyof typeof sql]: Statement };
+  /** Related-key answers of the current transaction, by kind and key; emptied by every write. */
+  readonly #related = new Map<string, HeldRow[] | WaitRow[] | DelayRow[]>();
 
   constructor(db: Database, options: SqliteStateOptions) {
     this.#historyLimit = options.historyLimit;
@@ -127,6 +134,18 @@ export class SqliteState implements TableState {
     const statements = {} as Record<string, Statement>;
     for (const [name, text] of Object.entries(sql)) statements[name] = db.prepare(text);
     this.#s = statements as { [K in keyof typeof sql]: Statement };
+  }
+
+  /** Forgets every cached read: at transaction boundaries, and on each write to the lock table. */
+  resetCache(): void {
+    this.#related.clear();
+  }
+
+  #cached<T extends HeldRow[] | WaitRow[] | DelayRow[]>(kind: string, key: string, load: () => T): T {
+    const name = `${kind}\u0000${key}`;
+    let rows = this.#related.get(name) as T | undefined;
+    if (rows === undefined) this.#related.set(name, (rows = load()));
+    return rows;
   }
 
   #value(statement: Statement): number {
@@ -183,7 +202,9 @@ export class SqliteState implements TableState {
   }
 
   heldRelatedTo(key: string): HeldRow[] {
-    return this.#held(this.#s.HELD_RELATED.all({ key, keys: selfAndAncestors(key) }) as (LeaseRow & ResourceColumns)[]);
+    return this.#cached('held', key, () =>
+      this.#held(this.#s.HELD_RELATED.all({ key, keys: selfAndAncestors(key) }) as (LeaseRow & ResourceColumns)[]),
+    );
   }
 
   dueLeases(now: number): LeaseRecord[] {
@@ -191,6 +212,7 @@ export class SqliteState implements TableState {
   }
 
   insertLease(lease: LeaseRecord): void {
+    this.resetCache();
     const resources = resourcesJson(lease.resources);
     this.#s.INSERT_LEASE.run({
       id: lease.id,
@@ -208,10 +230,12 @@ export class SqliteState implements TableState {
   }
 
   setLeaseExpiry(id: string, expiresAt: number, ttlMs: number): void {
+    this.resetCache();
     this.#s.SET_LEASE_EXPIRY.run({ id, expiresAt, ttlMs });
   }
 
   deleteLease(id: string): void {
+    this.resetCache();
     this.#s.DELETE_LEASE_RESOURCES.run({ id });
     this.#s.DELETE_LEASE.run({ id });
   }
@@ -231,7 +255,9 @@ export class SqliteState implements TableState {
   }
 
   waitingRelatedTo(key: string): WaitRow[] {
-    return this.#waiting(this.#s.WAITING_RELATED.all({ key, keys: selfAndAncestors(key) }) as (WaiterRow & ResourceColumns)[]);
+    return this.#cached('waiting', key, () =>
+      this.#waiting(this.#s.WAITING_RELATED.all({ key, keys: selfAndAncestors(key) }) as (WaiterRow & ResourceColumns)[]),
+    );
   }
 
   dueWaiters(now: number): WaiterRecord[] {
@@ -239,6 +265,7 @@ export class SqliteState implements TableState {
   }
 
   insertWaiter(waiter: WaiterRecord): void {
+    this.resetCache();
     const resources = resourcesJson(waiter.resources);
     this.#s.INSERT_WAITER.run({
       id: waiter.id,
@@ -258,25 +285,32 @@ export class SqliteState implements TableState {
   }
 
   touchWaiter(id: string, aliveUntil: number): void {
+    this.resetCache();
     this.#s.TOUCH_WAITER.run({ id, aliveUntil });
   }
 
   deleteWaiter(id: string): void {
+    this.resetCache();
     this.#s.DELETE_WAITER_RESOURCES.run({ id });
     this.#s.DELETE_WAITER.run({ id });
   }
 
   delaysRelatedTo(key: string): DelayRow[] {
-    const rows = this.#s.DELAYS_RELATED.all({ key, keys: selfAndAncestors(key) }) as DelayColumns[];
-    return rows.map((row) => ({ ...row, metadata: JSON.parse(row.metadata) as Metadata }));
+    return this.#cached('delays', key, () => {
+      const rows = this.#s.DELAYS_RELATED.all({ key, keys: selfAndAncestors(key) }) as DelayColumns[];
+      return rows.map((row) => ({ ...row, metadata: JSON.parse(row.metadata) as Metadata }));
+    });
   }
 
   insertDelay(delay: DelayRow): void {
+    this.resetCache();
     this.#s.INSERT_DELAY.run({ ...delay, metadata: JSON.stringify(delay.metadata) });
   }
 
   deleteDueDelays(now: number): string[] {
-    return (this.#s.DELETE_DUE_DELAYS.all({ now }) as { key: string }[]).map((row) => row.key);
+    const keys = (this.#s.DELETE_DUE_DELAYS.all({ now }) as { key: string }[]).map((row) => row.key);
+    if (keys.length > 0) this.resetCache();
+    return keys;
   }
 
   nextDue(): number | null {
@@ -307,7 +341,7 @@ export class SqliteState implements TableState {
     const params = {
       beforeId: query.beforeId ?? Number.MAX_SAFE_INTEGER,
       key: query.key ?? null,
-      limit: query.limit ?? DEFAULT_HISTORY_PAGE,
+      limit: Math.max(0, query.limit ?? DEFAULT_HISTORY_PAGE),
     };
     const rows = (
       query.owner === undefined

@@ -6,10 +6,13 @@
  * Wake-ups are `local`: every change made through any store object of this process on the same
  * file (a module-level registry keyed by the file's real path) is pushed to the `watch` listeners
  * of all of them. Changes made by other processes are not pushed; their waiters poll.
+ *
+ * The file must be on a local filesystem: WAL mode needs shared memory between the processes,
+ * which network filesystems do not provide.
  */
 import { realpathSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { InvalidRequestError } from '../../model/errors.js';
+import { HoldfastError, InvalidRequestError, StoreUnavailableError } from '../../model/errors.js';
 import { typeName } from '../../model/duration.js';
 import type { StoreChange } from '../store.js';
 import { SyncTableStore, type SyncTableBackend } from '../table/sync-store.js';
@@ -125,20 +128,32 @@ function migrate(db: Database.Database): void {
 }
 
 function openDatabase(path: string, options: ResolvedOptions): Database.Database {
-  // `timeout` is SQLite's busy_timeout: how long a statement waits for another connection's lock.
-  const db = new Database(path, { timeout: options.busyTimeoutMs });
+  let db: Database.Database;
+  try {
+    // `timeout` is SQLite's busy_timeout: how long a statement waits for another connection's lock.
+    db = new Database(path, { timeout: options.busyTimeoutMs });
+  } catch (error) {
+    throw unavailable(path, error);
+  }
   try {
     // Switching a new file to WAL needs a moment of exclusive access; another process opening the
     // same file at that instant makes it report busy, so retry.
-    whileBusy(options.busyTimeoutMs, () => db.pragma('journal_mode = WAL'));
+    const mode = whileBusy(options.busyTimeoutMs, () => db.pragma('journal_mode = WAL', { simple: true }));
+    if (mode !== 'wal' && !isMemoryPath(path)) throw new Error(`cannot switch to WAL mode (journal_mode is ${String(mode)})`);
     db.pragma(SYNCHRONOUS_PRAGMA[options.synchronous]);
     db.pragma('foreign_keys = ON');
     whileBusy(options.busyTimeoutMs, () => migrate(db));
     return db;
   } catch (error) {
     db.close();
-    throw error;
+    throw unavailable(path, error);
   }
+}
+
+function unavailable(path: string, error: unknown): Error {
+  if (error instanceof HoldfastError) return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new StoreUnavailableError(`cannot open the SQLite database ${JSON.stringify(path)}: ${reason}`, { cause: error });
 }
 
 /** Every open store object of this process, by the real path of its file. */
@@ -208,8 +223,8 @@ export class SqliteStore extends SyncTableStore {
 
 /**
  * Opens (creating and migrating if needed) the SQLite lock store at `path`, a file path or
- * `:memory:` (a private, non-durable database). Throws `INVALID_REQUEST` naming a bad option, or
- * SQLite's error when the file cannot be opened.
+ * `:memory:` (a private, non-durable database). Throws `INVALID_REQUEST` naming a bad option, and
+ * `STORE_UNAVAILABLE` (SQLite's error as `cause`) when the file cannot be opened or migrated.
  */
 export function createSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteStore {
   if (typeof path !== 'string' || path.length === 0) {
@@ -227,13 +242,22 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
     db.close();
     throw error;
   }
+  // Cached reads never outlive a transaction: other connections may write in between.
+  const inTransaction = <T>(fn: () => T): T => {
+    state.resetCache();
+    try {
+      return fn();
+    } finally {
+      state.resetCache();
+    }
+  };
   const write = db.transaction((fn: () => unknown) => fn());
   const read = db.transaction((fn: () => unknown) => fn());
   const backend: SyncTableBackend = {
     info: { kind: 'sqlite', durable: !memory, wakeups: 'local' },
     state,
-    transact: <T>(fn: () => T): T => write.immediate(fn) as T,
-    read: <T>(fn: () => T): T => read.deferred(fn) as T,
+    transact: <T>(fn: () => T): T => inTransaction(() => write.immediate(fn) as T),
+    read: <T>(fn: () => T): T => inTransaction(() => read.deferred(fn) as T),
     close: () => {
       try {
         db.pragma('optimize');

@@ -12,12 +12,14 @@
 import { InvalidRequestError } from '../../model/errors.js';
 import type { HistoryType, LeaseRecord, LockRequest, LockTable, QueuedWaiter } from '../../model/types.js';
 import type { AcquireOutcome, PollOutcome, RenewOutcome, StoreChange } from '../store.js';
-import { findBlockers, type Blockers } from './blockers.js';
+import { findBlockers, isBlocked, type Blockers } from './blockers.js';
 import type { TableState, WaiterRecord } from './state.js';
 
 export interface Result<T> {
   value: T;
   changes: StoreChange[];
+  /** The store time the operation ran at. */
+  now: number;
   /** A rejection found after the settle step: the caller commits the settle, publishes, then throws it. */
   error?: InvalidRequestError;
 }
@@ -97,8 +99,7 @@ class Operation {
     const ordered = [...candidates.values()].sort((a, b) => a.seq - b.seq);
     for (const waiter of ordered) {
       if (waiter.deadline <= this.now || waiter.aliveUntil <= this.now) continue;
-      const blockers = findBlockers(this.state, waiter.resources, waiter.seq, waiter.id);
-      if (blockers.holders.length === 0) {
+      if (!isBlocked(this.state, waiter.resources, waiter.seq, waiter.id)) {
         this.state.deleteWaiter(waiter.id);
         this.grant(waiter);
       }
@@ -122,7 +123,7 @@ class Operation {
   }
 
   result<T>(value: T): Result<T> {
-    return { value, changes: this.changes };
+    return { value, changes: this.changes, now: this.now };
   }
 }
 
@@ -175,8 +176,12 @@ export function poll(state: TableState, ticket: string): Result<PollOutcome> {
   if (lease) return op.result({ status: 'granted', lease, now: op.now });
   const waiter = state.waiter(ticket);
   if (!waiter) return op.result({ status: 'gone', now: op.now });
-  const aliveUntil = op.now + waiter.waiterTtlMs;
-  state.touchWaiter(ticket, aliveUntil);
+  // The heartbeat is written only when a third of its period has passed, not on every poll.
+  let aliveUntil = waiter.aliveUntil;
+  if (aliveUntil - op.now < (waiter.waiterTtlMs * 2) / 3) {
+    aliveUntil = op.now + waiter.waiterTtlMs;
+    state.touchWaiter(ticket, aliveUntil);
+  }
   const outcome = op.queued({ ...waiter, aliveUntil });
   if (outcome.status === 'queued') {
     const { ticket: _ticket, ...rest } = outcome;

@@ -40,14 +40,19 @@ export class SyncTableStore implements LockStore {
     if (this.#closed) throw new StoreUnavailableError('the store is closed');
     signal?.throwIfAborted();
     let result: ops.Result<T>;
+    let due: number | null;
     try {
-      result = this.#backend.transact(() => fn(this.#backend.state));
+      // The next due time is read in the same transaction, not in another one afterwards.
+      [result, due] = this.#backend.transact(() => {
+        const value = fn(this.#backend.state);
+        return [value, this.#backend.state.nextDue()] as const;
+      });
     } catch (error) {
       if (error instanceof HoldfastError) throw error;
       throw new StoreUnavailableError(error instanceof Error ? error.message : String(error), { cause: error });
     }
     this.#publish(result.changes);
-    this.#arm();
+    this.#arm(due, result.now);
     if (result.error) throw result.error;
     return result.value;
   }
@@ -76,13 +81,10 @@ export class SyncTableStore implements LockStore {
   }
 
   /** Keeps one unref'd timer at the next due time, so expiries and dead waiters are settled on time. */
-  #arm(): void {
-    if (this.#closed) return;
-    const due = this.#backend.read(() => this.#backend.state.nextDue());
-    if (due === null) return;
+  #arm(due: number | null, now: number): void {
+    if (this.#closed || due === null) return;
     if (this.#timer !== null && this.#timerAt <= due) return;
     if (this.#timer !== null) clearTimeout(this.#timer);
-    const delay = Math.max(0, due - this.#backend.read(() => this.#backend.state.now())) + 1;
     this.#timerAt = due;
     this.#timer = setTimeout(() => {
       this.#timer = null;
@@ -92,7 +94,7 @@ export class SyncTableStore implements LockStore {
       } catch {
         // Never throw from a timer; the next operation settles again.
       }
-    }, Math.min(delay, 2_147_000_000));
+    }, Math.min(Math.max(0, due - now) + 1, 2_147_000_000));
     this.#timer.unref();
   }
 

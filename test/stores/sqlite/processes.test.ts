@@ -17,7 +17,7 @@ describe('sqlite store across processes', () => {
     const log = join(tmp.dir, 'mutex.log');
     writeFileSync(log, '');
     const processes = 4;
-    const iterations = 15;
+    const iterations = 20;
     const workers = Array.from({ length: processes }, (_, i) =>
       startWorker('mutex', { db, log, iterations, owner: `worker-${i}` }),
     );
