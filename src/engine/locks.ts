@@ -3,7 +3,7 @@
  * store's queue, hands out self-renewing, self-fencing `Lease` objects, and offers the admin
  * operations of SPEC section 6.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Duration } from '../model/duration.js';
 import { InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, StoreUnavailableError } from '../model/errors.js';
 import { validateKey } from '../model/keys.js';
@@ -72,6 +72,8 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.store = store;
     this.#options = resolveLocksOptions(options);
     this.#router = new WakeRouter(store);
+    // Every wait listens to the closing signal; many concurrent waits are normal, not a leak.
+    setMaxListeners(0, this.#closing.signal);
     this.#unwatch = store.watch((change) => {
       // A lease of ours ended by someone else (forced, released by owner, expired): lost at once,
       // not at its next renewal. Our own releases mark the lease released before the change comes.
@@ -158,7 +160,8 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : this.#closing.signal;
     signal.throwIfAborted();
     const startedAt = performance.now();
-    const wakeup = this.#router.register(request.id);
+    // Registered before the call, so a grant pushed before the answer arrives is not missed.
+    this.#router.register(request.id);
     try {
       const sentAt = performance.now();
       // Local stores ignore the signal (an aborted call could strand a grant); stores that wait
@@ -171,17 +174,13 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
         }
         return { lease: outcome.lease, sentAt, now: outcome.now };
       }
-      if (outcome.status === 'busy') throw new LockBusyError(outcome);
-      const extra = outcome.ticket === request.id ? null : this.#router.register(outcome.ticket);
-      try {
-        return await waitForGrant({
-          store: this.store, request, ticket: outcome.ticket, wakeup: extra ?? wakeup, startedAt, waitMs,
-          waiterTtlMs: this.#options.waiterTtlMs, holders: outcome.holders, retryAfterMs: outcome.retryAfterMs,
-          nextCheckMs: outcome.nextCheckMs, now: outcome.now, signal,
-        });
-      } finally {
-        if (extra) this.#router.unregister(outcome.ticket);
-      }
+      // A try-once that matched a queued request by requestId is busy too; it leaves that place alone.
+      if (outcome.status === 'busy' || waitMs === 0) throw new LockBusyError(outcome);
+      return await waitForGrant({
+        store: this.store, router: this.#router, request, ticket: outcome.ticket, startedAt, waitMs,
+        waiterTtlMs: this.#options.waiterTtlMs, holders: outcome.holders, retryAfterMs: outcome.retryAfterMs,
+        nextCheckMs: outcome.nextCheckMs, now: outcome.now, signal,
+      });
     } finally {
       this.#router.unregister(request.id);
     }

@@ -3,18 +3,20 @@
  * store pushes a grant for its ticket, until the moment a blocker is due to end (`nextCheckMs`),
  * or until its heartbeat is due, whichever comes first; on stores whose pushes only reach this
  * process it also polls with backoff. On timeout or abort it leaves the queue; a lease granted at
- * that moment is released by the store, never stranded.
+ * that moment is released by the store, never stranded. A wait that joined another call's queue
+ * place through `requestId` never cancels it: that place belongs to the first call.
  */
 import { HoldfastError, WaitTimeoutError, type Holder } from '../model/errors.js';
+import { newLeaseId } from '../model/request.js';
 import type { LeaseRecord, LockRequest } from '../model/types.js';
 import type { LockStore, PollOutcome } from '../stores/store.js';
-import type { Wakeup } from './wakeups.js';
+import type { WakeRouter } from './wakeups.js';
 
 export interface WaitInput {
   store: LockStore;
+  router: WakeRouter;
   request: LockRequest;
   ticket: string;
-  wakeup: Wakeup;
   /** performance.now() when the caller started waiting. */
   startedAt: number;
   waitMs: number;
@@ -41,17 +43,21 @@ const POLL_BACKOFF_MAX_MS = 250;
 const DEADLINE_SLACK_MS = 50;
 
 export async function waitForGrant(input: WaitInput): Promise<Granted> {
-  const { store, request, wakeup, signal } = input;
+  const { store, router, signal } = input;
   const deadline = input.startedAt + input.waitMs;
   const heartbeat = Math.max(50, Math.floor(input.waiterTtlMs / 3));
   const polls = store.info.wakeups === 'local';
+  let request = input.request;
   let ticket = input.ticket;
+  let wakeup = router.register(ticket);
+  const tickets = [ticket];
   let last = { holders: input.holders, retryAfterMs: input.retryAfterMs, now: input.now };
   let nextCheck = input.nextCheckMs;
   let backoff = POLL_BACKOFF_MIN_MS;
   let lastError: unknown = null;
 
   const leave = async (): Promise<void> => {
+    if (ticket !== request.id) return;
     try {
       await store.cancel(ticket);
     } catch {
@@ -59,64 +65,75 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
     }
   };
 
-  for (;;) {
-    if (signal?.aborted) {
-      await leave();
-      throw signal.reason;
-    }
-    const remaining = deadline - performance.now();
-    if (remaining <= 0) {
-      // One last look: a grant that raced the deadline is kept rather than thrown away.
-      const sentAt = performance.now();
-      const final = await store.poll(ticket).catch(() => null);
-      if (final?.status === 'granted') return { lease: final.lease, sentAt, now: final.now };
-      await leave();
-      if (final === null && lastError !== null && !(lastError instanceof HoldfastError && lastError.code !== 'STORE_UNAVAILABLE')) {
-        throw lastError;
-      }
-      if (final?.status === 'queued') last = final;
-      throw new WaitTimeoutError({ ...last, waitedMs: Math.round(performance.now() - input.startedAt) });
-    }
-    let delay = Math.min(remaining, heartbeat, nextCheck + 1);
-    if (polls) {
-      delay = Math.min(delay, backoff);
-      backoff = Math.min(POLL_BACKOFF_MAX_MS, backoff * 2);
-    }
-    await wakeup.sleep(delay, signal);
-    if (signal?.aborted) continue;
-
-    const sentAt = performance.now();
-    let outcome: PollOutcome;
-    try {
-      outcome = await store.poll(ticket);
-      lastError = null;
-    } catch (error) {
-      if (error instanceof HoldfastError && error.code !== 'STORE_UNAVAILABLE') throw error;
-      lastError = error;
-      nextCheck = Math.min(1000, Math.max(50, nextCheck * 2));
-      continue;
-    }
-    if (outcome.status === 'granted') {
+  try {
+    for (;;) {
       if (signal?.aborted) {
-        await store.release(outcome.lease.id).catch(() => false);
+        await leave();
         throw signal.reason;
       }
-      return { lease: outcome.lease, sentAt, now: outcome.now };
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) {
+        // One last look: a grant that raced the deadline is kept rather than thrown away.
+        const sentAt = performance.now();
+        const final = await store.poll(ticket).catch(() => null);
+        if (final?.status === 'granted') return { lease: final.lease, sentAt, now: final.now };
+        await leave();
+        if (final === null && lastError !== null) throw lastError;
+        if (final?.status === 'queued') last = final;
+        throw new WaitTimeoutError({ ...last, waitedMs: Math.round(performance.now() - input.startedAt) });
+      }
+      let delay = Math.min(remaining, heartbeat, nextCheck + 1);
+      if (polls) {
+        delay = Math.min(delay, backoff);
+        backoff = Math.min(POLL_BACKOFF_MAX_MS, backoff * 2);
+      }
+      await wakeup.sleep(delay, signal);
+      if (signal?.aborted) continue;
+
+      const sentAt = performance.now();
+      let outcome: PollOutcome;
+      try {
+        outcome = await store.poll(ticket);
+        lastError = null;
+      } catch (error) {
+        if (error instanceof HoldfastError && error.code !== 'STORE_UNAVAILABLE') throw error;
+        lastError = error;
+        nextCheck = Math.min(1000, Math.max(50, nextCheck * 2));
+        continue;
+      }
+      if (outcome.status === 'granted') {
+        if (signal?.aborted) {
+          await store.release(outcome.lease.id).catch(() => false);
+          throw signal.reason;
+        }
+        return { lease: outcome.lease, sentAt, now: outcome.now };
+      }
+      if (outcome.status === 'queued') {
+        last = outcome;
+        nextCheck = outcome.nextCheckMs;
+        continue;
+      }
+      // Gone: the ticket timed out, was dropped (this process stalled past waiterTtlMs), or was
+      // granted and expired before we saw it. Queue again under a fresh id, which no lease had.
+      const left = deadline - performance.now();
+      if (left <= DEADLINE_SLACK_MS) continue;
+      request = { ...request, id: newLeaseId() };
+      ticket = request.id;
+      wakeup = router.register(ticket);
+      tickets.push(ticket);
+      const again = await store.acquire(request, { waitMs: Math.ceil(left), waiterTtlMs: input.waiterTtlMs });
+      if (again.status === 'granted') return { lease: again.lease, sentAt, now: again.now };
+      if (again.status === 'queued') {
+        if (again.ticket !== ticket) {
+          ticket = again.ticket;
+          wakeup = router.register(ticket);
+          tickets.push(ticket);
+        }
+        last = again;
+        nextCheck = again.nextCheckMs;
+      }
     }
-    if (outcome.status === 'queued') {
-      last = outcome;
-      nextCheck = outcome.nextCheckMs;
-      continue;
-    }
-    // Gone: the store timed the ticket out or dropped it (this process stalled past waiterTtlMs).
-    const left = deadline - performance.now();
-    if (left <= DEADLINE_SLACK_MS) continue;
-    const again = await store.acquire(request, { waitMs: Math.ceil(left), waiterTtlMs: input.waiterTtlMs });
-    if (again.status === 'granted') return { lease: again.lease, sentAt, now: again.now };
-    if (again.status === 'queued') {
-      ticket = again.ticket;
-      last = again;
-      nextCheck = again.nextCheckMs;
-    }
+  } finally {
+    for (const t of tickets) router.unregister(t);
   }
 }

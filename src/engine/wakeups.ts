@@ -38,29 +38,32 @@ export class Wakeup {
   }
 }
 
+/** Routes grant notices by ticket. Registrations are counted: two waits may share a ticket (requestId). */
 export class WakeRouter {
-  readonly #waiters = new Map<string, Wakeup>();
+  readonly #waiters = new Map<string, { wakeup: Wakeup; count: number }>();
   readonly #unwatch: () => void;
 
   constructor(store: LockStore) {
     this.#unwatch = store.watch((change: StoreChange) => {
-      for (const ticket of change.granted) this.#waiters.get(ticket)?.wake();
+      for (const ticket of change.granted) this.#waiters.get(ticket)?.wakeup.wake();
     });
   }
 
   register(ticket: string): Wakeup {
-    let wakeup = this.#waiters.get(ticket);
-    if (!wakeup) this.#waiters.set(ticket, (wakeup = new Wakeup()));
-    return wakeup;
+    let entry = this.#waiters.get(ticket);
+    if (!entry) this.#waiters.set(ticket, (entry = { wakeup: new Wakeup(), count: 0 }));
+    entry.count++;
+    return entry.wakeup;
   }
 
   unregister(ticket: string): void {
-    this.#waiters.delete(ticket);
+    const entry = this.#waiters.get(ticket);
+    if (entry && --entry.count <= 0) this.#waiters.delete(ticket);
   }
 
   close(): void {
     this.#unwatch();
-    for (const wakeup of this.#waiters.values()) wakeup.wake();
+    for (const { wakeup } of this.#waiters.values()) wakeup.wake();
     this.#waiters.clear();
   }
 }
