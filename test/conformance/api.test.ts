@@ -139,7 +139,8 @@ describeEachStore('Library surface', (ctx) => {
       const waits = Array.from({ length: 15 }, (_, i) => background(waiters.acquire('many/key', { owner: `w${i}`, waitMs: 20_000 })));
       await waitForWaiters(holder, 15);
       await held.release();
-      for (const wait of waits) await (await wait).release();
+      // Each releases as soon as it is granted: the queue order is the store's, not the call order.
+      await Promise.all(waits.map(async (wait) => (await wait).release()));
       await new Promise((resolve) => setImmediate(resolve));
     } finally {
       process.off('warning', onWarning);

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+// Compiles the PostgreSQL store's migrations (src/stores/postgres/migrations/NNN_name.sql) into
+// the committed module src/stores/postgres/migrations.generated.ts, so the built package needs no
+// SQL files at run time. Run it after editing a migration; `--check` exits 1 when the module is
+// out of date (a test runs it).
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const dir = join(root, 'src', 'stores', 'postgres', 'migrations');
+const target = join(root, 'src', 'stores', 'postgres', 'migrations.generated.ts');
+const NAME = /^(\d{3})_([a-z0-9_]+)\.sql$/;
+
+export function render() {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
+  const migrations = files.map((file, index) => {
+    const match = NAME.exec(file);
+    if (!match) throw new Error(`${file}: expected a name like 001_tables.sql`);
+    const version = Number(match[1]);
+    if (version !== index + 1) throw new Error(`${file}: expected version ${index + 1} (no gaps, no duplicates)`);
+    const sql = readFileSync(join(dir, file), 'utf8').replace(/\r\n/g, '\n');
+    const checksum = createHash('sha256').update(sql).digest('hex').slice(0, 16);
+    return { version, name: match[2], checksum, sql };
+  });
+  const entries = migrations
+    .map((m) => `  {\n    version: ${m.version},\n    name: ${JSON.stringify(m.name)},\n    checksum: ${JSON.stringify(m.checksum)},\n    sql: ${JSON.stringify(m.sql)},\n  },\n`)
+    .join('');
+  return `// GENERATED FILE, do not edit: \`node scripts/embed-sql.mjs\` writes it from
+// src/stores/postgres/migrations/*.sql (edit those, then run the script).
+
+export interface Migration {
+  /** The NNN of the file name: applied in this order, recorded in the schema's \`migrations\` table. */
+  version: number;
+  name: string;
+  /** The first 16 hex digits of the SHA-256 of \`sql\`. */
+  checksum: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = Object.freeze([
+${entries}]);
+`;
+}
+
+const check = process.argv.includes('--check');
+const text = render();
+let current = null;
+try {
+  current = readFileSync(target, 'utf8');
+} catch {
+  current = null;
+}
+if (check) {
+  if (current !== text) {
+    console.error(`${target} is out of date: run node scripts/embed-sql.mjs`);
+    process.exit(1);
+  }
+} else if (current !== text) {
+  writeFileSync(target, text);
+  console.log(`wrote ${target}`);
+}

@@ -1,0 +1,147 @@
+/** Options of the `postgres://` store: defaults in one frozen object, validation naming the field. */
+import type pg from 'pg';
+import { typeName } from '../../model/duration.js';
+import { InvalidRequestError } from '../../model/errors.js';
+
+export interface PostgresStoreOptions {
+  /**
+   * The schema that holds the store's tables and functions (created when `migrate` is on). Any
+   * identifier up to 63 bytes; it is always quoted, never pasted into SQL raw.
+   * @default 'holdfast'
+   */
+  schema?: string | undefined;
+  /**
+   * Apply the store's migrations when the store opens (inside one transaction under an advisory
+   * lock, so processes that start together apply each migration once). `false` for teams that
+   * migrate themselves (see `migrationScript`); the store then only checks the schema's version.
+   * @default true
+   */
+  migrate?: boolean | undefined;
+  /**
+   * Connections of the operation pool (ignored when `pool` is given). 1 to 1000.
+   * @default 10
+   */
+  poolSize?: number | undefined;
+  /**
+   * An existing `pg.Pool` to run operations on, instead of one the store creates from the URL.
+   * The store never ends it. The LISTEN connection still uses the URL (or the pool's options
+   * when the URL is empty).
+   * @default undefined
+   */
+  pool?: pg.Pool | undefined;
+  /**
+   * Keep one dedicated connection that LISTENs for grants made by other processes, so their
+   * waiters are woken at once (`info.wakeups: 'complete'`). Reconnects with backoff when dropped;
+   * meanwhile waiters fall back to their heartbeat polls. `false`: waiters poll (`'local'`).
+   * @default true
+   */
+  listen?: boolean | undefined;
+  /**
+   * Where the LISTEN connection goes, when it must bypass a transaction-pooling proxy (LISTEN
+   * needs a session of its own); operations keep using the store URL or `pool`. A postgres:// URL.
+   * @default undefined (the store URL)
+   */
+  listenUrl?: string | undefined;
+  /**
+   * How long opening a connection may take before the operation fails with STORE_UNAVAILABLE.
+   * 100 to 600000 ms.
+   * @default 5000
+   */
+  connectTimeoutMs?: number | undefined;
+  /**
+   * The first delay before the LISTEN connection is re-opened after a drop; it doubles on each
+   * failure up to `reconnectMaxMs`. 10 to 600000 ms.
+   * @default 100
+   */
+  reconnectMinMs?: number | undefined;
+  /**
+   * The longest delay between two attempts to re-open the LISTEN connection. 10 to 600000 ms.
+   * @default 5000
+   */
+  reconnectMaxMs?: number | undefined;
+  /**
+   * End expired leases and dead waiters from this process at the next due time known to it (a
+   * timer, unref'd), so hand-offs on expiry need no poll. Several processes may all do it; the
+   * store settles each item once.
+   * @default true
+   */
+  autoSweep?: boolean | undefined;
+}
+
+export const POSTGRES_DEFAULTS = Object.freeze({
+  schema: 'holdfast',
+  migrate: true,
+  poolSize: 10,
+  pool: undefined,
+  listen: true,
+  listenUrl: undefined,
+  connectTimeoutMs: 5000,
+  reconnectMinMs: 100,
+  reconnectMaxMs: 5000,
+  autoSweep: true,
+});
+
+export interface ResolvedPostgresOptions {
+  schema: string;
+  migrate: boolean;
+  poolSize: number;
+  pool: pg.Pool | undefined;
+  listen: boolean;
+  listenUrl: string | undefined;
+  connectTimeoutMs: number;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  autoSweep: boolean;
+}
+
+const OPTION_NAMES = new Set(Object.keys(POSTGRES_DEFAULTS));
+
+function integerIn(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidRequestError(field, `expected an integer ${min}..${max}, got ${typeName(value)}`);
+  }
+  return value;
+}
+
+function boolean(value: unknown, field: string): boolean {
+  if (typeof value !== 'boolean') throw new InvalidRequestError(field, `expected true or false, got ${typeName(value)}`);
+  return value;
+}
+
+/** Fills in defaults and checks every option, naming the bad one. */
+export function resolvePostgresOptions(options: PostgresStoreOptions = {}): ResolvedPostgresOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidRequestError('options', `expected an object, got ${typeName(options)}`);
+  }
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.has(name)) throw new InvalidRequestError(`options.${name}`, 'unknown option of the postgres store');
+  }
+  const schema = options.schema ?? POSTGRES_DEFAULTS.schema;
+  if (typeof schema !== 'string') throw new InvalidRequestError('options.schema', `expected a string, got ${typeName(schema)}`);
+  const bytes = Buffer.byteLength(schema, 'utf8');
+  if (bytes < 1 || bytes > 63) throw new InvalidRequestError('options.schema', `expected 1..63 bytes, got ${bytes}`);
+  if (/[\u0000-\u001f\u007f]/.test(schema)) throw new InvalidRequestError('options.schema', 'control characters are not allowed');
+  const pool = options.pool ?? POSTGRES_DEFAULTS.pool;
+  if (pool !== undefined && (typeof pool !== 'object' || pool === null || typeof (pool as { query?: unknown }).query !== 'function')) {
+    throw new InvalidRequestError('options.pool', `expected a pg.Pool, got ${typeName(pool)}`);
+  }
+  const resolved: ResolvedPostgresOptions = {
+    schema,
+    migrate: boolean(options.migrate ?? POSTGRES_DEFAULTS.migrate, 'options.migrate'),
+    poolSize: integerIn(options.poolSize ?? POSTGRES_DEFAULTS.poolSize, 'options.poolSize', 1, 1000),
+    pool,
+    listen: boolean(options.listen ?? POSTGRES_DEFAULTS.listen, 'options.listen'),
+    listenUrl: options.listenUrl ?? POSTGRES_DEFAULTS.listenUrl,
+    connectTimeoutMs: integerIn(options.connectTimeoutMs ?? POSTGRES_DEFAULTS.connectTimeoutMs, 'options.connectTimeoutMs', 100, 600_000),
+    reconnectMinMs: integerIn(options.reconnectMinMs ?? POSTGRES_DEFAULTS.reconnectMinMs, 'options.reconnectMinMs', 10, 600_000),
+    reconnectMaxMs: integerIn(options.reconnectMaxMs ?? POSTGRES_DEFAULTS.reconnectMaxMs, 'options.reconnectMaxMs', 10, 600_000),
+    autoSweep: boolean(options.autoSweep ?? POSTGRES_DEFAULTS.autoSweep, 'options.autoSweep'),
+  };
+  if (resolved.listenUrl !== undefined && (typeof resolved.listenUrl !== 'string' || !/^postgres(ql)?:\/\//i.test(resolved.listenUrl))) {
+    throw new InvalidRequestError('options.listenUrl', `expected a postgres:// URL, got ${typeName(resolved.listenUrl)}`);
+  }
+  if (resolved.reconnectMaxMs < resolved.reconnectMinMs) {
+    throw new InvalidRequestError('options.reconnectMaxMs', `expected at least reconnectMinMs (${resolved.reconnectMinMs}), got ${resolved.reconnectMaxMs}`);
+  }
+  return resolved;
+}

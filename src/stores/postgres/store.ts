@@ -1,0 +1,344 @@
+/**
+ * `postgres://`: the production store. The lock-table algorithm of `src/stores/table/` runs in
+ * PostgreSQL itself, as plpgsql functions (migrations/*.sql), so each operation is one call, one
+ * round trip, one READ COMMITTED transaction, serialized against exactly the transactions it can
+ * conflict with by advisory locks on the keys' root segments (see migrations/002_core.sql).
+ * Time is the database clock; fences come from a sequence and survive restarts.
+ *
+ * Wake-ups: a grant of a queued ticket made by any process is sent with `pg_notify`; one
+ * dedicated LISTEN connection per store object turns those into `acquired` changes for `watch`
+ * listeners. Changes made through this object are published from the functions' answers. The
+ * operation pool holds no session state, so it works behind a transaction-pooling proxy.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { InvalidRequestError, StoreUnavailableError } from '../../model/errors.js';
+import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../../model/types.js';
+import type {
+  AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
+  PollOutcome, RenewOutcome, StoreChange, StoreInfo,
+} from '../store.js';
+import {
+  toAcquireOutcome, toChange, toHistory, toHoldfastError, toLease, toLockTable, toPollOutcome, toRenewOutcome,
+  type SqlResult,
+} from './convert.js';
+import { Listener } from './listener.js';
+import { checkVersion, migrate } from './migrate.js';
+import { resolvePostgresOptions, type PostgresStoreOptions, type ResolvedPostgresOptions } from './options.js';
+
+export type { PostgresStoreOptions } from './options.js';
+export { POSTGRES_DEFAULTS, resolvePostgresOptions } from './options.js';
+export { migrationScript } from './migrate.js';
+
+/** Follow-up rounds the background lane runs in a row before it lets polls and sweeps take over. */
+const FOLLOW_UP_ROUNDS = 5;
+/** Items of each kind one sweep settles. */
+const SWEEP_BATCH = 500;
+/** Grants remembered so a notification or a catch-up does not announce one twice. */
+const RECENT_GRANTS = 4096;
+
+/** The NOTIFY channel of a schema (the SQL side computes the same: 'hf_' || md5(current_schema())). */
+export function channelOf(schema: string): string {
+  return `hf_${createHash('md5').update(schema, 'utf8').digest('hex')}`;
+}
+
+export class PostgresStore implements LockStore {
+  readonly info: StoreInfo;
+  readonly #options: ResolvedPostgresOptions;
+  readonly #pool: pg.Pool;
+  readonly #ownPool: boolean;
+  readonly #schema: string;
+  /** Tells this object's own notifications from other processes' ones. */
+  readonly #origin = randomBytes(9).toString('base64url');
+  readonly #listeners = new Set<(change: StoreChange) => void>();
+  readonly #listener: Listener | null;
+  readonly #pending = new Set<Promise<unknown>>();
+  readonly #recent = new Set<string>();
+  #ready: Promise<void> | null = null;
+  #closed = false;
+  #timer: NodeJS.Timeout | null = null;
+  #timerAt = Infinity;
+  /** The last store time seen, and performance.now() then. */
+  #clock = { store: Date.now(), local: performance.now() };
+  #droppedAt: number | null = null;
+  /** Work the SQL functions deferred (busy roots), for the background lane. */
+  #deferred = { roots: new Set<string>(), tickets: new Set<string>() };
+  #sweepWanted = false;
+  #laneBusy = false;
+
+  constructor(url: string, options: PostgresStoreOptions = {}) {
+    this.#options = resolvePostgresOptions(options);
+    if (typeof url !== 'string' || (!/^postgres(ql)?:\/\//i.test(url) && !(url === '' && this.#options.pool))) {
+      throw new InvalidRequestError('url', 'expected a postgres:// or postgresql:// URL');
+    }
+    this.#schema = pg.escapeIdentifier(this.#options.schema);
+    this.#ownPool = this.#options.pool === undefined;
+    this.#pool = this.#options.pool ?? new pg.Pool({
+      connectionString: url, max: this.#options.poolSize, connectionTimeoutMillis: this.#options.connectTimeoutMs,
+      keepAlive: true, allowExitOnIdle: true,
+    });
+    // An idle connection that breaks is dropped by the pool; never crash the process for it.
+    if (this.#ownPool) this.#pool.on('error', () => {});
+    this.info = { kind: 'postgres', durable: true, wakeups: this.#options.listen ? 'complete' : 'local' };
+    this.#listener = this.#options.listen
+      ? new Listener({
+          config: listenConfig(url, this.#options, this.#pool),
+          channel: channelOf(this.#options.schema),
+          reconnectMinMs: this.#options.reconnectMinMs,
+          reconnectMaxMs: this.#options.reconnectMaxMs,
+          onPayload: (payload) => this.#onNotification(payload),
+          onReconnect: () => this.#catchUp(),
+          onDrop: () => {
+            this.#droppedAt ??= this.#storeNow();
+          },
+        })
+      : null;
+    this.#ensureReady().catch(() => {});
+    this.#listener?.start();
+  }
+
+  /** True while the LISTEN connection is up (always false with `listen: false`). */
+  get listening(): boolean {
+    return this.#listener?.connected ?? false;
+  }
+
+  /** The server process id of the LISTEN connection, or null while it is down. */
+  get listenerPid(): number | null {
+    return this.#listener?.pid ?? null;
+  }
+
+  /** Resolves once migrations are applied (or checked) and, with `listen`, the LISTEN is in place. */
+  async ready(): Promise<void> {
+    await this.#ensureReady();
+    await this.#listener?.whenConnected();
+  }
+
+  #ensureReady(): Promise<void> {
+    if (this.#ready === null) {
+      const run = this.#options.migrate ? migrate(this.#pool, this.#options.schema).then(() => {}) : checkVersion(this.#pool, this.#options.schema);
+      this.#ready = run.catch((error: unknown) => {
+        this.#ready = null; // the next operation tries again
+        throw toHoldfastError(error);
+      });
+    }
+    return this.#ready;
+  }
+
+  #storeNow(): number {
+    return Math.round(this.#clock.store + (performance.now() - this.#clock.local));
+  }
+
+  #track<T>(promise: Promise<T>): Promise<T> {
+    this.#pending.add(promise);
+    const done = (): void => {
+      this.#pending.delete(promise);
+    };
+    promise.then(done, done);
+    return promise;
+  }
+
+  /** One SQL function call: `SELECT schema.fn($1, ...)`, its jsonb answer. */
+  async #query(fn: string, args: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
+    if (this.#closed) throw new StoreUnavailableError('the store is closed');
+    signal?.throwIfAborted();
+    const run = async (): Promise<unknown> => {
+      await this.#ensureReady();
+      const placeholders = args.map((_, i) => `$${i + 1}`).join(', ');
+      try {
+        const result = await this.#pool.query(`SELECT ${this.#schema}.${fn}(${placeholders}) AS r`, args);
+        return (result.rows[0] as { r: unknown } | undefined)?.r ?? null;
+      } catch (error) {
+        throw toHoldfastError(error);
+      }
+    };
+    return this.#track(run());
+  }
+
+  /** A writing operation: its value, after publishing its changes and following up its deferred work. */
+  async #write(fn: string, args: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
+    const result = (await this.#query(fn, [...args, this.#origin], signal)) as SqlResult;
+    this.#absorb(result);
+    return result.value;
+  }
+
+  #absorb(result: SqlResult): void {
+    this.#clock = { store: result.now, local: performance.now() };
+    this.#publish(result.changes);
+    this.#arm(result.nextDue, result.now);
+    if (result.roots.length > 0 || result.tickets.length > 0) {
+      for (const root of result.roots) this.#deferred.roots.add(root);
+      for (const ticket of result.tickets) this.#deferred.tickets.add(ticket);
+      this.#background();
+    }
+  }
+
+  /**
+   * The background lane: follow-ups of deferred work and timer sweeps run one at a time (so
+   * they hold at most one pooled connection, even while they wait for a busy root), coalesced.
+   */
+  #background(): void {
+    if (this.#laneBusy || this.#closed) return;
+    this.#laneBusy = true;
+    const run = async (): Promise<void> => {
+      let rounds = 0;
+      while (!this.#closed) {
+        const { roots, tickets } = this.#deferred;
+        if ((roots.size > 0 || tickets.size > 0) && rounds < FOLLOW_UP_ROUNDS) {
+          this.#deferred = { roots: new Set(), tickets: new Set() };
+          rounds += 1;
+          await this.#write('hf_follow_up', [[...roots], [...tickets]], undefined).catch(() => {});
+        } else if (this.#sweepWanted) {
+          this.#sweepWanted = false;
+          await this.sweep().catch(() => {});
+        } else {
+          break;
+        }
+      }
+      this.#deferred = { roots: new Set(), tickets: new Set() };
+      this.#laneBusy = false;
+    };
+    void this.#track(run());
+  }
+
+  #publish(changes: readonly StoreChange[]): void {
+    for (const change of changes) {
+      for (const id of change.granted) this.#remember(id);
+      for (const listener of this.#listeners) {
+        try {
+          listener(change);
+        } catch {
+          // A listener's failure is its own; it never breaks the store.
+        }
+      }
+    }
+  }
+
+  /** Returns false when the grant was announced already. */
+  #remember(id: string): boolean {
+    if (this.#recent.has(id)) return false;
+    this.#recent.add(id);
+    if (this.#recent.size > RECENT_GRANTS) this.#recent.delete(this.#recent.values().next().value!);
+    return true;
+  }
+
+  #onNotification(payload: string): void {
+    let message: { o?: unknown; c?: unknown };
+    try {
+      message = JSON.parse(payload) as { o?: unknown; c?: unknown };
+    } catch {
+      return;
+    }
+    if (message.o === this.#origin || this.#closed) return;
+    const change = toChange(message.c);
+    if (change === null || !change.granted.every((id) => this.#remember(id))) return;
+    this.#publish([change]);
+  }
+
+  /** After the LISTEN connection came back: announce the grants made while it was down. */
+  #catchUp(): void {
+    const since = (this.#droppedAt ?? this.#storeNow()) - 2000;
+    this.#droppedAt = null;
+    if (this.#closed) return;
+    this.#query('hf_recent_grants', [since], undefined)
+      .then((value) => {
+        const changes = ((value as unknown[] | null) ?? []).map(toChange).filter((c): c is StoreChange => c !== null);
+        this.#publish(changes.filter((c) => c.granted.every((id) => this.#remember(id))));
+      })
+      .catch(() => {});
+  }
+
+  /** Keeps one unref'd timer at the next due time known to this object, to sweep then. */
+  #arm(nextDue: number | null, now: number): void {
+    if (!this.#options.autoSweep || this.#closed || nextDue === null) return;
+    const delay = nextDue <= now ? 25 : nextDue - now + 1;
+    const at = performance.now() + delay;
+    if (this.#timer !== null && this.#timerAt <= at) return;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#timerAt = Infinity;
+      this.#sweepWanted = true;
+      this.#background();
+    }, Math.min(delay, 2_147_000_000));
+    this.#timer.unref();
+  }
+
+  async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
+    const value = await this.#write('hf_acquire', [JSON.stringify(request), options.waitMs, options.waiterTtlMs], options.signal);
+    return toAcquireOutcome(value);
+  }
+
+  async poll(ticket: string, options: CallOptions = {}): Promise<PollOutcome> {
+    return toPollOutcome(await this.#write('hf_poll', [ticket], options.signal));
+  }
+
+  async cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
+    return (await this.#write('hf_cancel', [ticket], options.signal)) === true;
+  }
+
+  async renew(leaseId: string, ttlMs: number, options: CallOptions = {}): Promise<RenewOutcome> {
+    return toRenewOutcome(await this.#write('hf_renew', [leaseId, ttlMs], options.signal));
+  }
+
+  async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
+    return (await this.#write('hf_release', [leaseId], options.signal)) === true;
+  }
+
+  async get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {
+    const value = await this.#query('hf_get', [leaseId], options.signal);
+    return value === null ? null : toLease(value as Record<string, unknown>);
+  }
+
+  async releaseOwner(owner: string, options: OwnerReleaseOptions): Promise<number> {
+    return Number(await this.#write('hf_release_owner', [owner, options.key ?? null, options.by], options.signal));
+  }
+
+  async forceRelease(key: string, options: ForceReleaseOptions): Promise<number> {
+    return Number(await this.#write('hf_force_release', [key, options.by], options.signal));
+  }
+
+  async list(options: ListOptions = {}): Promise<LockTable> {
+    return toLockTable(await this.#query('hf_list', [options.prefix ?? ''], options.signal));
+  }
+
+  async history(query: HistoryQuery = {}, options: CallOptions = {}): Promise<HistoryEvent[]> {
+    const value = await this.#query(
+      'hf_history', [query.key ?? null, query.owner ?? null, query.limit ?? 100, query.beforeId ?? null], options.signal,
+    );
+    return toHistory(value);
+  }
+
+  async sweep(options: CallOptions = {}): Promise<number | null> {
+    const result = (await this.#query('hf_sweep', [SWEEP_BATCH, this.#origin], options.signal)) as SqlResult;
+    this.#absorb(result);
+    return result.nextDue;
+  }
+
+  watch(listener: (change: StoreChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    await this.#listener?.close();
+    await Promise.allSettled([...this.#pending]);
+    this.#listeners.clear();
+    if (this.#ownPool) await this.#pool.end().catch(() => {});
+  }
+}
+
+function listenConfig(url: string, options: ResolvedPostgresOptions, pool: pg.Pool): pg.ClientConfig {
+  const connectionString = options.listenUrl ?? (url !== '' ? url : undefined);
+  if (connectionString === undefined) return { ...pool.options, connectionTimeoutMillis: options.connectTimeoutMs };
+  return { connectionString, connectionTimeoutMillis: options.connectTimeoutMs };
+}
+
+/** Opens the `postgres://` store. Migrations run in the background; the first operation waits for them. */
+export function createPostgresStore(url: string, options: PostgresStoreOptions = {}): PostgresStore {
+  return new PostgresStore(url, options);
+}
