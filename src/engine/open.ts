@@ -2,7 +2,7 @@
  * `openLocks(url, options)`: opens the store a URL names and returns a `Locks` object.
  *   memory:                 in-process, not durable
  *   sqlite:PATH             embedded, durable (`sqlite::memory:` for a throwaway database)
- *   postgres://...          PostgreSQL (also postgresql://)
+ *   postgres://...          PostgreSQL (also postgresql://; `?schema=NAME`, default holdfast)
  * Store modules load on demand, so a store's driver is only required when that store is used.
  */
 import { InvalidRequestError } from '../model/errors.js';
@@ -31,9 +31,19 @@ registerStore('sqlite', async (url, options) => {
   return createSqliteStore(path, options);
 });
 
+/** `postgres://host/db?schema=locks`: the schema may be named in the URL (for the CLI and servers). */
 const openPostgres: StoreOpener = async (url, options) => {
   const { createPostgresStore } = await import('../stores/postgres/store.js');
-  return createPostgresStore(url, options);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    throw new InvalidRequestError('url', 'expected postgres://user@host:port/database', { cause: error });
+  }
+  const schema = parsed.searchParams.get('schema');
+  if (schema === null) return createPostgresStore(url, options);
+  parsed.searchParams.delete('schema');
+  return createPostgresStore(parsed.toString(), { ...options, schema });
 };
 registerStore('postgres', openPostgres);
 registerStore('postgresql', openPostgres);
