@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Compiles the PostgreSQL store's migrations (src/stores/postgres/migrations/NNN_name.sql) into
 // the committed module src/stores/postgres/migrations.generated.ts, so the built package needs no
-// SQL files at run time. Run it after editing a migration; `--check` exits 1 when the module is
-// out of date (a test runs it).
+// SQL files at run time. Run it after editing a migration (`npm run embed-sql`); `--check` exits 1
+// when the module is out of date (a test runs it).
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

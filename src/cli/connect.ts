@@ -37,12 +37,13 @@ export function defaultOwner(): string {
 }
 
 export function targetOf(flags: ConnectionFlags, io: CliIO): string {
-  return flags.server ?? flags.store ?? io.env['HOLDFAST_SERVER'] ?? io.env['HOLDFAST_STORE'] ?? 'sqlite:./holdfast.db';
+  // Empty environment variables count as unset.
+  return flags.server ?? flags.store ?? (io.env['HOLDFAST_SERVER'] || io.env['HOLDFAST_STORE'] || 'sqlite:./holdfast.db');
 }
 
 export async function connect(flags: ConnectionFlags, io: CliIO, options: LocksOptions = {}): Promise<Locks> {
   const url = targetOf(flags, io);
-  const token = flags.token ?? io.env['HOLDFAST_TOKEN'];
+  const token = flags.token ?? (io.env['HOLDFAST_TOKEN'] || undefined);
   const storeOptions = /^https?:/i.test(url) && token ? { ...options.storeOptions, token } : options.storeOptions;
   return openLocks(url, { actor: defaultOwner(), ...options, ...(storeOptions ? { storeOptions } : {}) });
 }

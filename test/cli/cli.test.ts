@@ -97,7 +97,7 @@ describe('holdfast CLI', () => {
     ]) {
       const out = await holdfast(args);
       assert.equal(out.code, 64, `${args.join(' ')}: ${out.stderr}`);
-      assert.match(out.stderr, /^holdfast: .+\n/);
+      assert.match(out.stderr, /^holdfast( [a-z-]+)?: .+\n/);
       assert.match(out.stderr, /Usage: holdfast/);
     }
   });

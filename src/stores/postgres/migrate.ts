@@ -94,10 +94,12 @@ export async function checkVersion(pool: Queryable, schema: string): Promise<voi
 
 /**
  * The whole migration as one SQL script, for teams that apply migrations themselves (with
- * `migrate: false`): `psql -v ON_ERROR_STOP=1 -1 -f holdfast.sql`. It applies every migration,
- * and fails (in one transaction, so changing nothing) when the schema already has one of them.
+ * `migrate: false`): `psql -v ON_ERROR_STOP=1 -1 -f holdfast.sql`. It applies every migration
+ * after version `since` (0: a new schema; to upgrade, the schema's `max(version)` from its
+ * `migrations` table), and fails (in one transaction, so changing nothing) when the schema
+ * already has one of them.
  */
-export function migrationScript(schema = 'holdfast'): string {
+export function migrationScript(schema = 'holdfast', since = 0): string {
   const ident = pg.escapeIdentifier(schema);
   const literal = pg.escapeLiteral(searchPath(schema));
   const lines = [
@@ -108,6 +110,7 @@ export function migrationScript(schema = 'holdfast'): string {
     `${MIGRATIONS_TABLE};`,
   ];
   for (const m of MIGRATIONS) {
+    if (m.version <= since) continue;
     lines.push(
       `-- migration ${m.version}: ${m.name}`,
       `DO $holdfast$ BEGIN IF EXISTS (SELECT 1 FROM migrations WHERE version = ${m.version}) THEN RAISE EXCEPTION 'holdfast migration ${m.version} is already applied: apply only the newer ones'; END IF; END $holdfast$;`,

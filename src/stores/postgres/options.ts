@@ -66,6 +66,24 @@ export interface PostgresStoreOptions {
    * @default true
    */
   autoSweep?: boolean | undefined;
+  /**
+   * How many history events to keep, about: each sweep deletes the events whose id is more than
+   * this far below the newest one (an index range on the primary key, at most 5000 rows per
+   * sweep, skipping rows another sweep is deleting). Ids may have gaps (rolled-back
+   * transactions), so slightly fewer may be kept. The history is also how an ended lease is told
+   * from an unknown id: renewing a lease whose end was pruned says NOT_FOUND instead of
+   * LEASE_LOST (the same tradeoff as the SQLite store; either way the lease is gone). Pruning
+   * runs in `sweep`, so with `autoSweep: false` call `sweep()` now and then. 1000 to 1000000000.
+   * @default 100000
+   */
+  historyLimit?: number | undefined;
+  /**
+   * The `application_name` of the store's connections, as `pg_stat_activity` shows them; the
+   * LISTEN connection gets `<name> listen`. An `application_name` in the URL wins. Printable
+   * ASCII, 1 to 50 characters (ignored for the operations when `pool` is given).
+   * @default 'holdfast'
+   */
+  applicationName?: string | undefined;
 }
 
 export const POSTGRES_DEFAULTS = Object.freeze({
@@ -79,6 +97,8 @@ export const POSTGRES_DEFAULTS = Object.freeze({
   reconnectMinMs: 100,
   reconnectMaxMs: 5000,
   autoSweep: true,
+  historyLimit: 100_000,
+  applicationName: 'holdfast',
 });
 
 export interface ResolvedPostgresOptions {
@@ -92,6 +112,8 @@ export interface ResolvedPostgresOptions {
   reconnectMinMs: number;
   reconnectMaxMs: number;
   autoSweep: boolean;
+  historyLimit: number;
+  applicationName: string;
 }
 
 const OPTION_NAMES = new Set(Object.keys(POSTGRES_DEFAULTS));
@@ -136,7 +158,12 @@ export function resolvePostgresOptions(options: PostgresStoreOptions = {}): Reso
     reconnectMinMs: integerIn(options.reconnectMinMs ?? POSTGRES_DEFAULTS.reconnectMinMs, 'options.reconnectMinMs', 10, 600_000),
     reconnectMaxMs: integerIn(options.reconnectMaxMs ?? POSTGRES_DEFAULTS.reconnectMaxMs, 'options.reconnectMaxMs', 10, 600_000),
     autoSweep: boolean(options.autoSweep ?? POSTGRES_DEFAULTS.autoSweep, 'options.autoSweep'),
+    historyLimit: integerIn(options.historyLimit ?? POSTGRES_DEFAULTS.historyLimit, 'options.historyLimit', 1000, 1_000_000_000),
+    applicationName: options.applicationName ?? POSTGRES_DEFAULTS.applicationName,
   };
+  if (typeof resolved.applicationName !== 'string' || !/^[\x20-\x7e]{1,50}$/.test(resolved.applicationName)) {
+    throw new InvalidRequestError('options.applicationName', `expected 1..50 printable ASCII characters, got ${typeName(resolved.applicationName)}`);
+  }
   if (resolved.listenUrl !== undefined && (typeof resolved.listenUrl !== 'string' || !/^postgres(ql)?:\/\//i.test(resolved.listenUrl))) {
     throw new InvalidRequestError('options.listenUrl', `expected a postgres:// URL, got ${typeName(resolved.listenUrl)}`);
   }

@@ -8,7 +8,9 @@
  * Wake-ups: a grant of a queued ticket made by any process is sent with `pg_notify`; one
  * dedicated LISTEN connection per store object turns those into `acquired` changes for `watch`
  * listeners. Changes made through this object are published from the functions' answers. The
- * operation pool holds no session state, so it works behind a transaction-pooling proxy.
+ * operation pool holds no session state, so it works behind a transaction-pooling proxy; a
+ * pooled connection that drops is replaced, and the idempotent calls on it are sent again.
+ * History is bounded: sweeps prune it to about `historyLimit` events.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
@@ -36,6 +38,25 @@ const FOLLOW_UP_ROUNDS = 5;
 const SWEEP_BATCH = 500;
 /** Grants remembered so a notification or a catch-up does not announce one twice. */
 const RECENT_GRANTS = 4096;
+
+/**
+ * Functions that may run twice with the same effect and answer: read-only ones, renewals (from
+ * the store's now), polls (a ticket granted by the first run is found granted by the second),
+ * sweeps and follow-ups. Not acquire (its lease id would be "already used"), release, cancel or
+ * the admin operations (their second answer would differ from the first).
+ */
+const IDEMPOTENT = new Set(['hf_renew', 'hf_poll', 'hf_get', 'hf_list', 'hf_history', 'hf_sweep', 'hf_follow_up', 'hf_recent_grants']);
+
+/** An error of a connection that was fine when the pool handed it out and then dropped. */
+function isDroppedConnection(error: unknown): boolean {
+  const e = (error ?? {}) as { code?: unknown; message?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const message = typeof e.message === 'string' ? e.message : '';
+  return (
+    code === '57P01' || code === '57P02' || code === '08003' || code === '08006' || code === 'ECONNRESET' || code === 'EPIPE' ||
+    /connection terminated|not queryable/i.test(message)
+  );
+}
 
 /** The NOTIFY channel of a schema (the SQL side computes the same: 'hf_' || md5(current_schema())). */
 export function channelOf(schema: string): string {
@@ -75,7 +96,7 @@ export class PostgresStore implements LockStore {
     this.#ownPool = this.#options.pool === undefined;
     this.#pool = this.#options.pool ?? new pg.Pool({
       connectionString: url, max: this.#options.poolSize, connectionTimeoutMillis: this.#options.connectTimeoutMs,
-      keepAlive: true, allowExitOnIdle: true,
+      keepAlive: true, allowExitOnIdle: true, application_name: this.#options.applicationName,
     });
     // An idle connection that breaks is dropped by the pool; never crash the process for it.
     if (this.#ownPool) this.#pool.on('error', () => {});
@@ -137,18 +158,26 @@ export class PostgresStore implements LockStore {
     return promise;
   }
 
-  /** One SQL function call: `SELECT schema.fn($1, ...)`, its jsonb answer. */
+  /**
+   * One SQL function call: `SELECT schema.fn($1, ...)`, its jsonb answer. A call of a function
+   * that may safely run twice (`IDEMPOTENT`) that fails because its pooled connection was dropped
+   * (terminated backend, server restart, reset socket) is sent once more, on a new connection:
+   * the pool discards a broken connection, so a dropped one costs no operation.
+   */
   async #query(fn: string, args: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
     if (this.#closed) throw new StoreUnavailableError('the store is closed');
     signal?.throwIfAborted();
+    const text = `SELECT ${this.#schema}.${fn}(${args.map((_, i) => `$${i + 1}`).join(', ')}) AS r`;
     const run = async (): Promise<unknown> => {
       await this.#ensureReady();
-      const placeholders = args.map((_, i) => `$${i + 1}`).join(', ');
-      try {
-        const result = await this.#pool.query(`SELECT ${this.#schema}.${fn}(${placeholders}) AS r`, args);
-        return (result.rows[0] as { r: unknown } | undefined)?.r ?? null;
-      } catch (error) {
-        throw toHoldfastError(error);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const result = await this.#pool.query(text, args);
+          return (result.rows[0] as { r: unknown } | undefined)?.r ?? null;
+        } catch (error) {
+          if (attempt === 1 && IDEMPOTENT.has(fn) && isDroppedConnection(error) && !this.#closed && !signal?.aborted) continue;
+          throw toHoldfastError(error);
+        }
       }
     };
     return this.#track(run());
@@ -310,7 +339,7 @@ export class PostgresStore implements LockStore {
   }
 
   async sweep(options: CallOptions = {}): Promise<number | null> {
-    const result = (await this.#query('hf_sweep', [SWEEP_BATCH, this.#origin], options.signal)) as SqlResult;
+    const result = (await this.#query('hf_sweep', [SWEEP_BATCH, this.#origin, this.#options.historyLimit], options.signal)) as SqlResult;
     this.#absorb(result);
     return result.nextDue;
   }
@@ -334,8 +363,9 @@ export class PostgresStore implements LockStore {
 
 function listenConfig(url: string, options: ResolvedPostgresOptions, pool: pg.Pool): pg.ClientConfig {
   const connectionString = options.listenUrl ?? (url !== '' ? url : undefined);
-  if (connectionString === undefined) return { ...pool.options, connectionTimeoutMillis: options.connectTimeoutMs };
-  return { connectionString, connectionTimeoutMillis: options.connectTimeoutMs };
+  const application_name = `${options.applicationName} listen`;
+  if (connectionString === undefined) return { ...pool.options, application_name, connectionTimeoutMillis: options.connectTimeoutMs };
+  return { connectionString, application_name, connectionTimeoutMillis: options.connectTimeoutMs };
 }
 
 /** Opens the `postgres://` store. Migrations run in the background; the first operation waits for them. */

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
 import { InvalidRequestError, StoreUnavailableError } from '../../../src/model/errors.js';
 import { createPostgresStore, migrationScript, type PostgresStore } from '../../../src/stores/postgres/store.js';
 import type { StoreChange } from '../../../src/stores/store.js';
-import { admin, dropSchema, freshSchema, openStore, request, sleep } from './helpers.js';
+import { admin, dropSchema, freshSchema, openStore, POSTGRES_URL, request, sleep } from './helpers.js';
 
 const wait = { waitMs: 5000, waiterTtlMs: 5000 };
 const once = { waitMs: 0, waiterTtlMs: 5000 };
@@ -171,6 +172,9 @@ describe('postgres store: options and failures', () => {
     assert.throws(() => createPostgresStore('postgres://x/y', { poolSize: 0 }), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.poolSize');
     assert.throws(() => createPostgresStore('postgres://x/y', { schema: '' }), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.schema');
     assert.throws(() => createPostgresStore('postgres://x/y', { bogus: 1 } as never), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.bogus');
+    for (const name of ['', 'é', 'x'.repeat(51), 7]) {
+      assert.throws(() => createPostgresStore('postgres://x/y', { applicationName: name as string }), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.applicationName');
+    }
     assert.throws(() => createPostgresStore('mysql://x/y'), (e: unknown) => e instanceof InvalidRequestError && e.field === 'url');
   });
 
@@ -201,6 +205,31 @@ describe('postgres store: options and failures', () => {
       await missing.close();
     } finally {
       await store.close();
+      await dropSchema(schema);
+    }
+  });
+
+  test('migrationScript(schema, since) upgrades a schema of the previous version by hand', async () => {
+    const schema = freshSchema();
+    const q = pg.escapeIdentifier(schema);
+    try {
+      // A schema as migration 6 left it (the store's own objects of migration 7 removed).
+      await (await openStore(schema, { listen: false })).close();
+      await admin(`DELETE FROM ${q}.migrations WHERE version = 7;
+        DROP FUNCTION ${q}.hf_sweep(integer, text, bigint); DROP FUNCTION ${q}.hf_prune_history(bigint, integer)`);
+      const stale = createPostgresStore(POSTGRES_URL, { schema, migrate: false, listen: false });
+      await assert.rejects(stale.list(), /at migration 6, this holdfast needs 7/);
+      await stale.close();
+      const script = migrationScript(schema, 6);
+      assert.doesNotMatch(script, /-- migration [1-6]:/);
+      await admin(`BEGIN; ${script} COMMIT;`);
+      const store = await openStore(schema, { migrate: false, listen: false });
+      assert.equal((await store.acquire(request({ owner: 'o', resources: ['up/k'] }), once)).status, 'granted');
+      assert.equal(typeof (await store.sweep()), 'number', 'the live lease is the next due item');
+      // Processes of the previous version still sweep with the two-argument function.
+      await admin(`SELECT ${q}.hf_sweep(10, 'old')`);
+      await store.close();
+    } finally {
       await dropSchema(schema);
     }
   });

@@ -9,6 +9,16 @@ export const POSTGRES_URL = process.env['HOLDFAST_TEST_POSTGRES_URL'] ?? 'postgr
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Keeps the event loop alive while `promise` waits on unref'd timers only (lease renewals, fencing). */
+export async function keepAlive<T>(promise: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {}, 1000);
+  try {
+    return await promise;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** A schema name no other test uses. */
 export function freshSchema(): string {
   return `hf_test_${randomBytes(6).toString('hex')}`;
@@ -30,6 +40,29 @@ export async function admin<T extends pg.QueryResultRow = pg.QueryResultRow>(tex
   } finally {
     await client.end();
   }
+}
+
+/** Holds the store's advisory lock of a root on its own connection until `release` is called. */
+export async function holdRoot(schema: string, root: string): Promise<{ release: () => Promise<void> }> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 7262))`, [schema, root]);
+  return {
+    release: async () => {
+      await client.query('COMMIT');
+      await client.end();
+    },
+  };
+}
+
+/** Terminates the server processes of every connection named `applicationName`; their pids. */
+export async function terminateConnections(applicationName: string): Promise<number[]> {
+  const rows = await admin<{ pid: number }>(
+    'SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()',
+    [applicationName],
+  );
+  return rows.map((r) => r.pid);
 }
 
 export async function dropSchema(schema: string): Promise<void> {

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { PostgresStore } from '../../../src/stores/postgres/store.js';
 import type { StoreChange } from '../../../src/stores/store.js';
-import { admin, dropSchema, freshSchema, openStore, POSTGRES_URL, request, sleep } from './helpers.js';
+import { admin, dropSchema, freshSchema, holdRoot, openStore, POSTGRES_URL, request, sleep } from './helpers.js';
 
 const wait = { waitMs: 10_000, waiterTtlMs: 10_000 };
 const once = { waitMs: 0, waiterTtlMs: 5000 };
@@ -22,20 +22,6 @@ function grantOf(store: PostgresStore, ticket: string, timeoutMs = 5000): Promis
       resolve(change);
     });
   });
-}
-
-/** Holds the store's advisory lock of a root on its own connection until `release` is called. */
-async function holdRoot(schema: string, root: string): Promise<{ release: () => Promise<void> }> {
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 7262))`, [schema, root]);
-  return {
-    release: async () => {
-      await client.query('COMMIT');
-      await client.end();
-    },
-  };
 }
 
 describe('postgres store: push wake-ups across processes', () => {
