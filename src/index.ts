@@ -21,3 +21,4 @@ export type {
 } from './stores/store.js';
 export { createMemoryStore, type MemoryStoreOptions } from './stores/memory/store.js';
 export * from './fencing/index.js';
+export * from './surfaces.js';

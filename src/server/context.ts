@@ -1,0 +1,113 @@
+/**
+ * What the route modules share: the `Locks` object (its `grant()` hands out lease records that
+ * nothing renews or releases on the server side, since clients renew over HTTP and a server
+ * shutdown must not end their leases), the store, the event hub, metrics, the token table, and
+ * the route table from which `/openapi.json` is generated.
+ */
+import type { FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
+import type { Locks } from '../engine/locks.js';
+import type { LockStore } from '../stores/store.js';
+import { UnauthorizedError } from '../model/errors.js';
+import { ANONYMOUS, type Principal } from './auth.js';
+import type { EventHub } from './events.js';
+import type { ServerMetrics } from './metrics.js';
+import type { ResolvedServerOptions } from './options.js';
+import type { JsonSchema } from './schemas.js';
+
+/** A held-open acquire, by the id its client gave, so that `DELETE /v1/tickets/{id}` can end it. */
+export interface InflightWait {
+  readonly owner: string;
+  /** Ends the wait (leaves the queue; a lease granted at that moment is released). */
+  cancel(): void;
+  /** Settles when the request is done, queue left and any undelivered lease released; true if one was. */
+  readonly settled: Promise<boolean>;
+}
+
+/**
+ * Leases handed out recently to held-open requests that gave an `id`, by that id: a client whose
+ * wait was aborted as the answer was on its way cancels by id, and the lease it never read is
+ * released. Bounded in size and age.
+ */
+export class RecentGrants {
+  readonly #byId = new Map<string, { leaseId: string; owner: string; at: number }>();
+  constructor(readonly limit = 10_000, readonly maxAgeMs = 120_000) {}
+
+  add(id: string, leaseId: string, owner: string): void {
+    this.#byId.set(id, { leaseId, owner, at: performance.now() });
+    while (this.#byId.size > this.limit) this.#byId.delete(this.#byId.keys().next().value!);
+  }
+
+  /** The lease granted to `id`, forgotten once taken. */
+  take(id: string): { leaseId: string; owner: string } | null {
+    const entry = this.#byId.get(id);
+    this.#byId.delete(id);
+    return entry && performance.now() - entry.at <= this.maxAgeMs ? entry : null;
+  }
+}
+
+export interface ServerContext {
+  readonly locks: Locks;
+  readonly store: LockStore;
+  readonly hub: EventHub;
+  readonly metrics: ServerMetrics;
+  readonly options: ResolvedServerOptions;
+  /** Aborts when the server starts shutting down: waits end, streams close. */
+  readonly shutdown: AbortSignal;
+  /** Acquires in progress, by the id the client gave. */
+  readonly waits: Map<string, InflightWait>;
+  /** Leases recently granted to acquires that gave an id. */
+  readonly recent: RecentGrants;
+}
+
+/** `none`: open to all; `token`: any valid token (the handler checks owners and admin rights). */
+export type Access = 'none' | 'token';
+
+export interface RouteSchema {
+  body?: JsonSchema;
+  params?: JsonSchema;
+  querystring?: JsonSchema;
+  response?: Record<string, JsonSchema>;
+}
+
+export interface RouteSpec {
+  method: HTTPMethods;
+  url: string;
+  operationId: string;
+  summary: string;
+  access: Access;
+  schema: RouteSchema;
+  /** Answers that are not JSON (the dashboard, metrics, events). */
+  produces?: string;
+  handler: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+}
+
+const principals = new WeakMap<FastifyRequest, Principal>();
+const started = new WeakMap<FastifyRequest, number>();
+
+export function setPrincipal(request: FastifyRequest, principal: Principal): void {
+  principals.set(request, principal);
+}
+
+/** Who made the request (anonymous admin when no tokens are configured). Fails closed when unset. */
+export function principalOf(request: FastifyRequest): Principal {
+  const principal = principals.get(request);
+  if (principal === undefined) throw new UnauthorizedError();
+  return principal;
+}
+
+export function markStart(request: FastifyRequest): void {
+  started.set(request, performance.now());
+}
+
+/** Milliseconds since the server received the request. */
+export function elapsedMs(request: FastifyRequest): number {
+  const start = started.get(request);
+  return start === undefined ? 0 : performance.now() - start;
+}
+
+/** Who asked for a release, as recorded in history: the token name, and the `by` the client gave. */
+export function actorOf(request: FastifyRequest, by: string | undefined): string {
+  const principal = principalOf(request);
+  if (principal === ANONYMOUS) return by ?? `http:${request.ip}`;
+  return by === undefined || by === principal.name ? principal.name : `${principal.name}:${by}`;
+}

@@ -1,0 +1,226 @@
+/**
+ * The lease routes: acquire (waiting held open, cancelled when the client goes away), read,
+ * renew, release, and release by owner. Owners outside a token's pattern are refused before
+ * anything changes; renew and release read the lease's owner first.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Granted } from '../../engine/wait.js';
+import {
+  HoldfastError, InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, StoreUnavailableError, WaitTimeoutError,
+} from '../../model/errors.js';
+import { validateKey } from '../../model/keys.js';
+import { validateOwner, validateRequest, validateTtl, type RequestInput } from '../../model/request.js';
+import { requireOwner } from '../auth.js';
+import { actorOf, elapsedMs, principalOf, type RouteSpec, type ServerContext } from '../context.js';
+import { sendError } from '../errors.js';
+import { iso, leaseJson, shortId } from '../present.js';
+import * as S from '../schemas.js';
+import { enqueue } from './tickets.js';
+
+interface AcquireBody extends RequestInput {
+  key?: unknown;
+  mode?: unknown;
+  limit?: unknown;
+  id?: string;
+  queue?: boolean;
+  waiterTtlMs?: unknown;
+}
+
+/** The full request of SPEC section 1, from the body or its single-key shorthand. */
+export function requestInput(body: AcquireBody): RequestInput {
+  const { key, mode, limit, id: _id, queue: _queue, waiterTtlMs: _waiterTtlMs, ...rest } = body;
+  if (key !== undefined) {
+    if (rest.resources !== undefined) throw new InvalidRequestError('key', 'give either `key` (with `mode`, `limit`) or `resources`, not both');
+    return { ...rest, resources: [limit === undefined ? { key, mode } : { key, mode, limit }] };
+  }
+  if (mode !== undefined || limit !== undefined) {
+    throw new InvalidRequestError(mode !== undefined ? 'mode' : 'limit', 'only with the shorthand `key`; with `resources`, give it inside each resource');
+  }
+  if (rest.resources === undefined) throw new InvalidRequestError('resources', 'is required (or the shorthand `key`)');
+  return rest;
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** The client went away (closed its connection, or cancelled by id). */
+class ClientGoneError extends Error {
+  constructor(how: string) {
+    super(`the client ${how}`);
+    this.name = 'ClientGoneError';
+  }
+}
+
+async function acquire(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  const body = request.body as AcquireBody;
+  const { request: valid, waitMs } = validateRequest(requestInput(body), body.id);
+  requireOwner(principalOf(request), valid.owner, 'acquire');
+  if (body.queue === true) return enqueue(ctx, request, reply, valid, waitMs, body.waiterTtlMs);
+  if (body.id !== undefined && ctx.waits.has(body.id)) throw new InvalidRequestError('id', 'a request with this id is in progress');
+
+  const heldMs = Math.min(waitMs, ctx.options.maxWaitMs);
+  const raw = reply.raw;
+  const gone = new AbortController();
+  let granted: Granted | null = null;
+  let released: Promise<boolean> | null = null;
+  /** Releases a lease nobody received (once). */
+  const releaseUndelivered = (why: string): Promise<boolean> => {
+    if (granted === null) return Promise.resolve(false);
+    const { id, fence } = granted.lease;
+    released ??= ctx.store.release(id).then(
+      (ok) => {
+        request.log.info({ lease: shortId(id), fence }, `released a lease nobody received: ${why}`);
+        return ok;
+      },
+      (error: unknown) => {
+        request.log.warn({ err: error, lease: shortId(id) }, 'release of an undelivered lease failed; it ends by its TTL');
+        return false;
+      },
+    );
+    return released;
+  };
+  // 'close' before the answer was fully written means the client went away: leave the queue,
+  // and release what was granted at that moment rather than strand it until its TTL.
+  let finished = false;
+  raw.once('finish', () => {
+    finished = true;
+  });
+  raw.once('close', () => {
+    if (finished) return;
+    gone.abort(new ClientGoneError('closed the connection'));
+    void releaseUndelivered('the client disconnected');
+  });
+  let done: (releasedOne: boolean) => void = () => {};
+  if (body.id !== undefined) {
+    const settled = new Promise<boolean>((resolve) => (done = resolve));
+    ctx.waits.set(body.id, { owner: valid.owner, cancel: () => gone.abort(new ClientGoneError('cancelled the request')), settled });
+  }
+  try {
+    return await grantAndAnswer();
+  } finally {
+    if (body.id !== undefined) ctx.waits.delete(body.id);
+    done(released === null ? false : await released);
+  }
+
+  async function grantAndAnswer(): Promise<unknown> {
+    const signal = AbortSignal.any([gone.signal, ctx.shutdown]);
+    const startedAt = performance.now();
+    const startedWall = Date.now();
+    const waited = (): number | null => (heldMs > 0 ? performance.now() - startedAt : null);
+    try {
+      granted = await ctx.locks.grant(valid.resources, {
+        owner: valid.owner, ttlMs: valid.ttlMs, waitMs: heldMs, requestId: valid.requestId ?? undefined,
+        metadata: valid.metadata, lockDelayMs: valid.lockDelayMs, signal,
+      });
+    } catch (error) {
+      if (gone.signal.aborted) {
+        ctx.metrics.acquisition('cancelled', waited());
+        return reply.code(499).send();
+      }
+      if (ctx.shutdown.aborted) {
+        ctx.metrics.acquisition('cancelled', waited());
+        throw new StoreUnavailableError('the server is shutting down; send the request again (to another instance)');
+      }
+      if (error instanceof LockBusyError) ctx.metrics.acquisition('busy', null);
+      else if (error instanceof WaitTimeoutError) ctx.metrics.acquisition('timeout', waited());
+      else ctx.metrics.acquisition(error instanceof HoldfastError && error.status < 500 ? 'rejected' : 'error', waited());
+      if (error instanceof WaitTimeoutError && heldMs < waitMs) return sendError(reply, error, { maxWaitMs: ctx.options.maxWaitMs });
+      throw error;
+    }
+    const grantMs = elapsedMs(request);
+    ctx.metrics.acquisition('granted', waited());
+    if (heldMs > 0) ctx.metrics.handoff(granted.lease.resources.map((r) => r.key), startedWall, granted.now);
+    // A disconnect that reached this machine before the grant may not have been read yet: let the
+    // event loop read it (two turns), so such a grant is released rather than sent into a closed socket.
+    await nextTurn();
+    await nextTurn();
+    const socket = raw.socket;
+    if (gone.signal.aborted || raw.destroyed || socket?.destroyed === true || socket?.readableEnded === true) {
+      await releaseUndelivered('the client went away as it was granted');
+      return reply.code(499).send();
+    }
+    if (body.id !== undefined) ctx.recent.add(body.id, granted.lease.id, granted.lease.owner);
+    request.log.info({ lease: shortId(granted.lease.id), fence: granted.lease.fence, owner: granted.lease.owner }, 'granted');
+    // How long the server took until the grant: the client anchors the lease's expiry on its own clock with it.
+    reply.header('server-timing', `grant;dur=${grantMs.toFixed(1)}`);
+    return reply.code(201).send({ lease: leaseJson(granted.lease), now: iso(granted.now) });
+  }
+}
+
+async function read(ctx: ServerContext, request: FastifyRequest): Promise<unknown> {
+  const { id } = request.params as { id: string };
+  principalOf(request);
+  const lease = await ctx.store.get(id);
+  if (!lease) throw new NotFoundError('The lease');
+  return { lease: leaseJson(lease), now: iso(Date.now()) };
+}
+
+async function renew(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  const { id } = request.params as { id: string };
+  const body = (request.body ?? {}) as { ttlMs?: unknown };
+  const principal = principalOf(request);
+  const requested = body.ttlMs === undefined ? undefined : validateTtl(body.ttlMs);
+  const current = await ctx.store.get(id);
+  if (current) requireOwner(principal, current.owner, 'renew a lease');
+  const outcome = await ctx.store.renew(id, requested ?? current?.ttlMs ?? validateTtl(undefined));
+  if (outcome.status === 'lost') throw new LeaseLostError(id);
+  if (outcome.status === 'unknown') throw new NotFoundError('The lease');
+  reply.header('server-timing', `grant;dur=${elapsedMs(request).toFixed(1)}`);
+  return { lease: leaseJson(outcome.lease), now: iso(outcome.now) };
+}
+
+async function release(ctx: ServerContext, request: FastifyRequest): Promise<unknown> {
+  const { id } = request.params as { id: string };
+  const principal = principalOf(request);
+  const current = await ctx.store.get(id);
+  if (!current) return { released: false };
+  if (!principal.admin) requireOwner(principal, current.owner, 'release a lease');
+  const released = await ctx.store.release(id);
+  if (released) request.log.info({ lease: shortId(id), fence: current.fence }, 'released');
+  return { released };
+}
+
+async function releaseOwner(ctx: ServerContext, request: FastifyRequest): Promise<unknown> {
+  const params = request.params as { owner: string };
+  const query = request.query as { key?: string; by?: string };
+  const owner = validateOwner(params.owner);
+  const key = query.key === undefined ? undefined : validateKey(query.key, 'key');
+  const by = query.by === undefined ? undefined : validateOwner(query.by, 'by');
+  const principal = principalOf(request);
+  if (!principal.admin) requireOwner(principal, owner, 'release the leases');
+  const released = await ctx.store.releaseOwner(owner, { key, by: actorOf(request, by) });
+  request.log.info({ owner, key, released }, 'released by owner');
+  return { released };
+}
+
+export function leaseRoutes(ctx: ServerContext): RouteSpec[] {
+  const errors = { '4XX': S.errorAnswer, '5XX': S.errorAnswer };
+  return [
+    {
+      method: 'POST', url: '/v1/leases', operationId: 'acquire', access: 'token',
+      summary: 'Acquire: the request of SPEC section 1 or the shorthand { key, mode, limit, owner, ... }; waits up to waitMs',
+      schema: { body: S.acquireBody, response: { 201: S.leaseAnswer, 202: S.queuedAnswer, ...errors } },
+      handler: (request, reply) => acquire(ctx, request, reply),
+    },
+    {
+      method: 'GET', url: '/v1/leases/:id', operationId: 'getLease', access: 'token', summary: 'Read a live lease',
+      schema: { params: S.leaseIdParams, response: { 200: S.leaseAnswer, ...errors } },
+      handler: (request) => read(ctx, request),
+    },
+    {
+      method: 'POST', url: '/v1/leases/:id/renew', operationId: 'renew', access: 'token', summary: 'Extend a lease from now (410 when it ended)',
+      schema: { params: S.leaseIdParams, body: S.renewBody, response: { 200: S.leaseAnswer, ...errors } },
+      handler: (request, reply) => renew(ctx, request, reply),
+    },
+    {
+      method: 'DELETE', url: '/v1/leases/:id', operationId: 'release', access: 'token', summary: 'Release a lease (false when it had ended)',
+      schema: { params: S.leaseIdParams, response: { 200: S.releasedAnswer, ...errors } },
+      handler: (request) => release(ctx, request),
+    },
+    {
+      method: 'DELETE', url: '/v1/owners/:owner/leases', operationId: 'releaseOwner', access: 'token',
+      summary: 'Release every lease of an owner (with key: those holding that key)',
+      schema: { params: S.ownerParams, querystring: S.ownerQuery, response: { 200: S.countAnswer, ...errors } },
+      handler: (request) => releaseOwner(ctx, request),
+    },
+  ];
+}

@@ -1,0 +1,148 @@
+/**
+ * `buildServer(options)`: the HTTP API of SPEC section 5 on Fastify, over one store. Returns the
+ * Fastify instance, not yet listening (tests use `inject`, or `listen` on an ephemeral port).
+ *
+ * Leases are handed out with `Locks.grant()`: lease records that nothing on the server renews or
+ * releases. Clients renew and release them over HTTP, and closing the server leaves them held (a
+ * restarted server, or another instance on the same store, serves them on). Closing the server
+ * ends waits (their clients get 503), closes event streams, stops the sweeper and closes the
+ * store if the server opened it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { Locks } from '../engine/locks.js';
+import { openStore } from '../engine/open.js';
+import { NotFoundError, StoreUnavailableError } from '../model/errors.js';
+import type { LockStore } from '../stores/store.js';
+import { ANONYMOUS } from './auth.js';
+import { BorrowedStore } from './borrowed-store.js';
+import { markStart, RecentGrants, setPrincipal, type RouteSpec, type ServerContext } from './context.js';
+import { errorHandler, schemaError, sendError } from './errors.js';
+import { EventHub } from './events.js';
+import { ServerMetrics } from './metrics.js';
+import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
+import { redactUrl } from './present.js';
+import { leaseRoutes } from './routes/leases.js';
+import { lockRoutes } from './routes/locks.js';
+import { miscRoutes } from './routes/misc.js';
+import { streamRoutes } from './routes/stream.js';
+import { ticketRoutes } from './routes/tickets.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+/** Path parameters hold keys (512 bytes, up to 3 characters each when URL-encoded) and owners. */
+const MAX_PARAM_LENGTH = 4096;
+const TCP_KEEPALIVE_MS = 15_000;
+
+function fastifyFor(options: ResolvedServerOptions): FastifyInstance {
+  return Fastify({
+    logger: {
+      level: options.logLevel,
+      ...(options.logStream ? { stream: options.logStream } : {}),
+      redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'], censor: '[redacted]' },
+      serializers: {
+        req: (request: FastifyRequest) => ({ method: request.method, url: redactUrl(request.url), remoteAddress: request.ip }),
+      },
+    },
+    genReqId: (raw: IncomingMessage) => {
+      const given = raw.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    bodyLimit: options.bodyLimit,
+    requestTimeout: options.requestTimeoutMs,
+    keepAliveTimeout: options.keepAliveTimeoutMs,
+    // Waits are held open up to maxWaitMs: the socket may be silent that long.
+    connectionTimeout: 0,
+    forceCloseConnections: 'idle',
+    return503OnClosing: false,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH, ignoreTrailingSlash: false },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false, allowUnionTypes: true } },
+    schemaErrorFormatter: schemaError,
+  });
+}
+
+/** Builds the server (not listening). The caller closes it with `app.close()`. */
+export async function buildServer(options: ServerOptions = {}): Promise<FastifyInstance> {
+  const resolved = resolveServerOptions(options);
+  const store: LockStore =
+    typeof resolved.store === 'string' ? await openStore(resolved.store, resolved.storeOptions) : new BorrowedStore(resolved.store);
+  let app: FastifyInstance;
+  let locks: Locks;
+  try {
+    locks = new Locks(store, { actor: 'holdfast-server', waiterTtlMs: resolved.waiterTtlMs, autoRenew: false });
+    app = fastifyFor(resolved);
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const hub = new EventHub(resolved.eventBufferSize);
+  const metrics = new ServerMetrics(store, () => hub.subscribers);
+  const unwatch = store.watch((change) => {
+    metrics.observeChange(change);
+    hub.publish(change);
+  });
+  const shutdown = new AbortController();
+  const ctx: ServerContext = { locks, store, hub, metrics, options: resolved, shutdown: shutdown.signal, waits: new Map(), recent: new RecentGrants() };
+
+  // Bodies are JSON whatever the content type says (curl -d sends form encoding, fetch text/plain).
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, json);
+  app.setErrorHandler(errorHandler(resolved.bodyLimit, () => metrics.storeError()));
+  app.setNotFoundHandler((request, reply) => sendError(reply, new NotFoundError(`The route ${request.method} ${redactUrl(request.url.split('?')[0]!)}`)));
+  app.addHook('onSend', async (request, reply, payload) => {
+    reply.header('x-request-id', request.id);
+    return payload;
+  });
+
+  const routes: RouteSpec[] = [];
+  routes.push(...leaseRoutes(ctx), ...ticketRoutes(ctx), ...lockRoutes(ctx), ...streamRoutes(ctx), ...miscRoutes(ctx, () => routes));
+  const tokens = resolved.tokens;
+  for (const route of routes) {
+    app.route({
+      method: route.method,
+      url: route.url,
+      schema: route.schema,
+      onRequest: async (request, reply) => {
+        markStart(request);
+        if (shutdown.signal.aborted && route.access !== 'none') {
+          reply.header('connection', 'close');
+          throw new StoreUnavailableError('the server is shutting down; send the request again (to another instance)');
+        }
+        if (route.access === 'none') return;
+        setPrincipal(request, tokens === null ? ANONYMOUS : tokens.authenticate(request.headers.authorization));
+      },
+      handler: route.handler,
+    });
+  }
+
+  // A waiting client whose machine vanished (no FIN) is noticed by TCP keep-alive probes.
+  app.server.on('connection', (socket: Socket) => socket.setKeepAlive(true, TCP_KEEPALIVE_MS));
+
+  // Expiries are noticed, announced and handed off promptly even when nobody calls the store.
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    store.sweep().then(
+      () => (sweeping = false),
+      (error: unknown) => {
+        sweeping = false;
+        metrics.storeError();
+        app.log.warn({ err: error }, 'store sweep failed');
+      },
+    );
+  }, resolved.sweepIntervalMs);
+  sweeper.unref();
+
+  app.addHook('preClose', async () => {
+    clearInterval(sweeper);
+    shutdown.abort(new StoreUnavailableError('the server is shutting down'));
+  });
+  app.addHook('onClose', async () => {
+    unwatch();
+    await locks.close();
+  });
+  return app;
+}
