@@ -3,6 +3,7 @@
  *   memory:                 in-process, not durable
  *   sqlite:PATH             embedded, durable (`sqlite::memory:` for a throwaway database)
  *   postgres://...          PostgreSQL (also postgresql://; `?schema=NAME`, default holdfast)
+ *   http(s)://host:port     a holdfast server
  * Store modules load on demand, so a store's driver is only required when that store is used.
  */
 import { InvalidRequestError } from '../model/errors.js';
@@ -47,6 +48,14 @@ const openPostgres: StoreOpener = async (url, options) => {
 };
 registerStore('postgres', openPostgres);
 registerStore('postgresql', openPostgres);
+
+/** `http(s)://host:port`: the library through a holdfast server. */
+const openHttp: StoreOpener = async (url, options) => {
+  const { createHttpStore } = await import('../client/http-store.js');
+  return createHttpStore(url, options);
+};
+registerStore('http', openHttp);
+registerStore('https', openHttp);
 
 /** Opens the store named by `url`. */
 export async function openStore(url: string, options: Record<string, unknown> = {}): Promise<LockStore> {
