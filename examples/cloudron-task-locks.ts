@@ -23,10 +23,10 @@
  * Run: `node dist/examples/cloudron-task-locks.js [STORE_URL]` (default `HOLDFAST_STORE` or `memory:`).
  */
 import { randomBytes } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 // In your own code: `from 'holdfast'`.
 import { InvalidRequestError, LockBusyError, openLocks, type Lease, type Locks, type Resource } from '../src/index.js';
+import { openPeer, runAsScript, transcript } from './_support.js';
 
 export const TYPE_APP_TASK_PREFIX = 'app_task_';
 export const TYPE_APP_BACKUP_PREFIX = 'app_backup_';
@@ -85,16 +85,8 @@ export interface CloudronResult {
   cleanupHistory: Array<{ type: string; reason: string | null; by: string | null }>;
 }
 
-/** Opens another `Locks` on the same store, as another Cloudron task process would. */
-async function openPeer(url: string, first: Locks): Promise<Locks> {
-  // `memory:` lives inside one process: a second Locks object shares the first one's store.
-  return url.startsWith('memory:') ? openLocks(first.store) : openLocks(url);
-}
-
 export async function main(options: CloudronOptions): Promise<CloudronResult> {
-  const log = options.log ?? (() => {});
-  const started = performance.now();
-  const say = (line: string): void => log(`[+${((performance.now() - started) / 1000).toFixed(3)}s] ${line}`);
+  const say = transcript(options.log);
   const run = randomBytes(3).toString('hex');
   const root = `cloudron-${run}`;
   const task = (name: string): string => `task-${name}-${run}`; // Cloudron task ids, the lock owners
@@ -195,13 +187,4 @@ export async function main(options: CloudronOptions): Promise<CloudronResult> {
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const store = process.argv[2] ?? process.env['HOLDFAST_STORE'] ?? 'memory:';
-  main({ store, log: (line) => console.log(line) }).then(
-    (result) => console.log(`result: ${JSON.stringify(result)}`),
-    (error: unknown) => {
-      console.error(error);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsScript(import.meta.url, main);

@@ -15,7 +15,6 @@
  * `memory:`); Postgres from `HOLDFAST_POSTGRES_URL` (default postgres://postgres@127.0.0.1:5432/test).
  */
 import { randomBytes } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 // In your own code: `from 'holdfast'`.
@@ -23,6 +22,7 @@ import {
   ensurePostgresFenceTable, fencedWritePostgres, LeaseLostError, LockBusyError, newLeaseId, openLocks,
   type FencedResult, type Lease, type Locks,
 } from '../src/index.js';
+import { openPeer, runAsScript, transcript } from './_support.js';
 
 export interface FsmOptions {
   /** Store URL: `memory:`, `sqlite:/path/file.db`, `postgres://...` */
@@ -71,12 +71,6 @@ export interface FsmResult {
   finalRow: { state: string; writer: string; fence: number } | null;
 }
 
-/** Opens another `Locks` on the same store, as another Lambda invocation would. */
-async function openPeer(url: string, first: Locks): Promise<Locks> {
-  // `memory:` lives inside one process: a second Locks object shares the first one's store.
-  return url.startsWith('memory:') ? openLocks(first.store) : openLocks(url);
-}
-
 /** The outcome of an acquire: the fence, or the error code. */
 async function attempt(fn: () => Promise<Lease>): Promise<string> {
   try {
@@ -90,9 +84,7 @@ async function attempt(fn: () => Promise<Lease>): Promise<string> {
 }
 
 export async function main(options: FsmOptions): Promise<FsmResult> {
-  const log = options.log ?? (() => {});
-  const started = performance.now();
-  const say = (line: string): void => log(`[+${((performance.now() - started) / 1000).toFixed(3)}s] ${line}`);
+  const say = transcript(options.log);
   const run = randomBytes(3).toString('hex');
   const correlationId = randomBytes(8).toString('hex');
   const key = `fsm-${run}/machines/${correlationId}`;
@@ -226,13 +218,4 @@ export async function main(options: FsmOptions): Promise<FsmResult> {
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const store = process.argv[2] ?? process.env['HOLDFAST_STORE'] ?? 'memory:';
-  main({ store, log: (line) => console.log(line) }).then(
-    (result) => console.log(`result: ${JSON.stringify(result)}`),
-    (error: unknown) => {
-      console.error(error);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsScript(import.meta.url, main);

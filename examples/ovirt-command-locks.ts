@@ -19,10 +19,10 @@
  * `memory:`; the restart part needs a durable store such as `sqlite:/tmp/ovirt.db`).
  */
 import { randomBytes } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 // In your own code: `from 'holdfast'`.
 import { LockBusyError, openLocks, type Locks } from '../src/index.js';
+import { openPeer, runAsScript, transcript } from './_support.js';
 
 export interface OvirtOptions {
   /** Store URL: `memory:`, `sqlite:/path/file.db`, `postgres://...` */
@@ -70,16 +70,8 @@ export interface OvirtResult {
   removeTemplateFence: number;
 }
 
-/** Opens another `Locks` on the same store, as another process would. */
-async function openPeer(url: string, first: Locks): Promise<Locks> {
-  // `memory:` lives inside one process: a second Locks object shares the first one's store.
-  return url.startsWith('memory:') ? openLocks(first.store) : openLocks(url);
-}
-
 export async function main(options: OvirtOptions): Promise<OvirtResult> {
-  const log = options.log ?? (() => {});
-  const started = performance.now();
-  const say = (line: string): void => log(`[+${((performance.now() - started) / 1000).toFixed(3)}s] ${line}`);
+  const say = transcript(options.log);
   const root = `ovirt-${randomBytes(3).toString('hex')}`;
   const pool = `${root}/pools/P`;
   const domain = (id: string): string => `${root}/domains/${id}`;
@@ -226,13 +218,4 @@ export async function main(options: OvirtOptions): Promise<OvirtResult> {
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const store = process.argv[2] ?? process.env['HOLDFAST_STORE'] ?? 'memory:';
-  main({ store, log: (line) => console.log(line) }).then(
-    (result) => console.log(`result: ${JSON.stringify(result)}`),
-    (error: unknown) => {
-      console.error(error);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsScript(import.meta.url, main);

@@ -19,11 +19,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 // In your own code: `from 'holdfast'`.
 import { expressLock, fastifyLock, openLocks, openStore, StoreUnavailableError, type Locks, type LockStore } from '../src/index.js';
+import { runAsScript } from './_support.js';
 
 export interface ShipyardOptions {
   /** Store URL: `memory:`, `sqlite:/path/file.db`, `postgres://...` */
@@ -171,13 +171,4 @@ export async function main(options: ShipyardOptions): Promise<ShipyardResult> {
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const store = process.argv[2] ?? process.env['HOLDFAST_STORE'] ?? 'memory:';
-  main({ store, log: (line) => console.log(line) }).then(
-    (result) => console.log(`result: ${JSON.stringify({ ...result, blockedOnB: { ...result.blockedOnB, body: result.blockedOnB.body.error?.code } })}`),
-    (error: unknown) => {
-      console.error(error);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsScript(import.meta.url, main, (result) => ({ ...result, blockedOnB: { ...result.blockedOnB, body: result.blockedOnB.body.error?.code } }));

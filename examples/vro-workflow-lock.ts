@@ -15,10 +15,10 @@
  * Run: `node dist/examples/vro-workflow-lock.js [STORE_URL]` (default `HOLDFAST_STORE` or `memory:`).
  */
 import { randomBytes } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 // In your own code: `from 'holdfast'`.
 import { LockBusyError, openLocks, type Lease, type Locks } from '../src/index.js';
+import { openPeer, runAsScript, transcript } from './_support.js';
 
 export interface VroOptions {
   /** Store URL: `memory:`, `sqlite:/path/file.db`, `postgres://...` */
@@ -59,16 +59,8 @@ export interface VroResult {
   forced: number;
 }
 
-/** Opens another `Locks` on the same store, as another vRO node (process) would. */
-async function openPeer(url: string, first: Locks): Promise<Locks> {
-  // `memory:` lives inside one process: a second Locks object shares the first one's store.
-  return url.startsWith('memory:') ? openLocks(first.store) : openLocks(url);
-}
-
 export async function main(options: VroOptions): Promise<VroResult> {
-  const log = options.log ?? (() => {});
-  const started = performance.now();
-  const say = (line: string): void => log(`[+${((performance.now() - started) / 1000).toFixed(3)}s] ${line}`);
+  const say = transcript(options.log);
   const run = `vro-${randomBytes(3).toString('hex')}`;
   const key = `${run}/lb/SITEB-CLS-CLOUD-01`;
   const owner = 'inventory';
@@ -187,13 +179,4 @@ export async function main(options: VroOptions): Promise<VroResult> {
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const store = process.argv[2] ?? process.env['HOLDFAST_STORE'] ?? 'memory:';
-  main({ store, log: (line) => console.log(line) }).then(
-    (result) => console.log(`result: ${JSON.stringify(result)}`),
-    (error: unknown) => {
-      console.error(error);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsScript(import.meta.url, main);
