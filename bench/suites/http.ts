@@ -1,0 +1,57 @@
+/**
+ * `http`: acquire+release pairs per second and pair latency through a holdfast server
+ * (`startServer` on loopback, the library's http store as the client) at 1 and 64 concurrent
+ * clients, on the memory and the sqlite store, next to the same workload on the library
+ * directly over the same store, so the HTTP overhead is the ratio holdfast(http)/library.
+ * Each client takes its own key, so the pairs measure the request path, not the queue.
+ */
+import { join } from 'node:path';
+import { openLocks, startServer, type Locks, type RunningServer } from '../../src/index.js';
+import { compare, HOLDFAST, pick, type BenchContext } from '../harness.js';
+import { storesOf, tempDir } from '../stores.js';
+
+const CONCURRENCY = [1, 64] as const;
+
+export async function httpSuite(ctx: BenchContext): Promise<void> {
+  const suite = 'http';
+  const timing = pick(ctx, {
+    full: { repeats: 3, warmupMs: 1000, durationMs: 3000 },
+    quick: { repeats: 1, warmupMs: 300, durationMs: 1000 },
+    smoke: { repeats: 1, warmupMs: 0, durationMs: 50 },
+  });
+  for (const kind of storesOf(ctx, ['memory', 'sqlite'])) {
+    const tmp = tempDir();
+    const url = kind === 'memory' ? 'memory:' : `sqlite:${join(tmp.dir, 'locks.db')}`;
+    let server: RunningServer | null = null;
+    const opened: Locks[] = [];
+    try {
+      // One store, served over HTTP and used directly by the same process.
+      const direct = await openLocks(url, { owner: 'bench' });
+      opened.push(direct);
+      server = await startServer({ store: direct.store, port: 0, logLevel: 'silent', signals: [] });
+      const client = await openLocks(server.url, { owner: 'bench' });
+      opened.push(client);
+      for (const concurrency of CONCURRENCY) {
+        const pairOn = (locks: Locks, prefix: string) => async (worker: number): Promise<void> => {
+          const lease = await locks.acquire(`${prefix}/w${worker}`, { autoRenew: false });
+          await lease.release();
+        };
+        await compare(
+          ctx,
+          suite,
+          `${kind}, ${concurrency} concurrent client${concurrency === 1 ? '' : 's'}`,
+          [
+            { name: HOLDFAST, op: pairOn(client, 'bench/http') },
+            { name: 'library (direct)', op: pairOn(direct, 'bench/direct') },
+          ],
+          { ...timing, concurrency, latency: true },
+        );
+      }
+    } finally {
+      await Promise.allSettled(opened.slice(1).map((l) => l.close()));
+      await server?.close();
+      await opened[0]?.close();
+      tmp.remove();
+    }
+  }
+}
