@@ -33,6 +33,17 @@ export interface LeaseHost {
   ended(lease: Lease, lost: LeaseLostError | null): void;
 }
 
+/** Builds an error without capturing a stack: an abort reason on the hot release path, not a bug report. */
+function withoutStack<E extends Error>(make: () => E): E {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 /** `detached`: the `Locks` object closed without releasing it; the lease lives on in the store until its TTL. */
 export type LeaseState = 'held' | 'released' | 'lost' | 'detached';
 
@@ -58,6 +69,8 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   #state: LeaseState = 'held';
   #timer: NodeJS.Timeout | null = null;
   #renewing: Promise<void> | null = null;
+  /** The last store release failed: the next `release()` tries again. */
+  #releaseFailed = false;
 
   /** `sentAt`: performance.now() when the call that returned `record` was sent; `storeNow`: the store's clock in that answer. */
   constructor(host: LeaseHost, record: LeaseRecord, sentAt: number, storeNow: number) {
@@ -204,25 +217,35 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
     if (this.listenerCount('renewed') > 0) this.emit('renewed', this.expiresAt);
   }
 
-  /** Releases the lease. Returns false when it had already ended (expired, forced, released). */
+  /**
+   * Releases the lease. Returns false when it had already ended (expired, forced, released).
+   * If the store can't be reached it throws, and a later `release()` tries the store again
+   * (otherwise the store ends the lease at its TTL); the lease counts as released here at once.
+   */
   async release(options: CallOptions = {}): Promise<boolean> {
-    if (this.#state === 'released') return false;
+    if (this.#state === 'released' && !this.#releaseFailed) return false;
     const wasHeld = this.#state === 'held';
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     if (wasHeld) {
       this.#state = 'released';
-      this.#controller.abort(new LeaseLostError(this.id, 'it was released by its holder'));
+      this.#controller.abort(withoutStack(() => new LeaseLostError(this.id, 'it was released by its holder')));
       this.#host.ended(this, null);
     }
-    const released = await this.#host.store.release(this.id, { signal: options.signal });
-    if (wasHeld && this.listenerCount('released') > 0) this.emit('released');
-    return released;
+    try {
+      const released = await this.#host.store.release(this.id, { signal: options.signal });
+      this.#releaseFailed = false;
+      if (wasHeld && this.listenerCount('released') > 0) this.emit('released');
+      return released;
+    } catch (error) {
+      this.#releaseFailed = true;
+      throw error;
+    }
   }
 
   /** `await using lease = await locks.acquire(...)` releases it at the end of the block. */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (this.#state === 'held') await this.release();
+    if (this.#state === 'held' || this.#releaseFailed) await this.release();
   }
 
   toJSON(): Record<string, unknown> {

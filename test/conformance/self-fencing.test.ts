@@ -131,3 +131,26 @@ describeEachStore('Self-fencing', (ctx) => {
     await eventually(async () => assert.deepEqual((await observer.list()).locks, []));
   });
 });
+
+/** A store whose first `release` fails as if the database were unreachable. */
+class FailingReleaseStore extends ForwardingStore {
+  releaseCalls = 0;
+  override async release(leaseId: string, options?: Parameters<LockStore['release']>[1]): Promise<boolean> {
+    if (++this.releaseCalls === 1) throw new StoreUnavailableError('connection refused (injected by the test)');
+    return super.release(leaseId, options);
+  }
+}
+
+describeEachStore('Release that fails', (ctx) => {
+  it('a release the store did not take throws, and a second release() tries again', TIMEOUT, async () => {
+    const locks = await ctx.open({ owner: 'worker' }, (store) => new FailingReleaseStore(store));
+    const other = await ctx.open({ owner: 'other' });
+    const lease = await locks.acquire('rf/key', { ttlMs: 60_000 });
+    await assert.rejects(lease.release(), (e: unknown) => e instanceof HoldfastError && e.code === 'STORE_UNAVAILABLE');
+    assert.equal(lease.signal.aborted, true, 'the holder stops using the lease at once');
+    assert.equal(await other.tryAcquire('rf/key'), null, 'the store still holds it');
+    assert.equal(await lease.release(), true, 'the second release reaches the store');
+    assert.ok(await other.tryAcquire('rf/key'), 'the key is free');
+    assert.equal(await lease.release(), false);
+  });
+});

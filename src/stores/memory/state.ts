@@ -46,7 +46,9 @@ export class MemoryState implements TableState {
   readonly #leasesByOwner = new Map<string, Set<string>>();
   readonly #held = new KeyIndex<HeldRow>();
   readonly #leaseDue = new DueHeap();
-  readonly #ended = new Set<string>();
+  /** Ended lease ids in two generations: between endedLimit/2 and endedLimit are remembered, O(1) each. */
+  #ended = new Set<string>();
+  #endedBefore = new Set<string>();
 
   readonly #waiters = new Map<string, { waiter: WaiterRecord; rows: WaitRow[] }>();
   readonly #waiterByRequest = new Map<string, string>();
@@ -139,14 +141,14 @@ export class MemoryState implements TableState {
     if (lease.requestId !== null) this.#leaseByRequest.delete(requestKey(lease.owner, lease.requestId));
     removeFrom(this.#leasesByOwner, lease.owner, id);
     this.#ended.add(id);
-    if (this.#ended.size > this.#options.endedLimit) {
-      const oldest = this.#ended.values().next().value;
-      if (oldest !== undefined) this.#ended.delete(oldest);
+    if (this.#ended.size >= this.#options.endedLimit / 2) {
+      this.#endedBefore = this.#ended;
+      this.#ended = new Set();
     }
   }
 
   endedLease(id: string): boolean {
-    return this.#ended.has(id);
+    return this.#ended.has(id) || this.#endedBefore.has(id);
   }
 
   waiter(id: string): WaiterRecord | undefined {
@@ -240,13 +242,15 @@ export class MemoryState implements TableState {
   appendHistory(event: NewHistoryEvent): void {
     const { leaseId: _leaseId, at, ...rest } = event;
     this.#history.push({ id: ++this.#historyId, at: new Date(at).toISOString(), ...rest });
-    if (this.#history.length > this.#options.historyLimit) this.#history.splice(0, this.#history.length - this.#options.historyLimit);
+    // Trimmed in batches (amortized O(1)); reads only look at the newest historyLimit events.
+    if (this.#history.length >= this.#options.historyLimit * 2) this.#history.splice(0, this.#history.length - this.#options.historyLimit);
   }
 
   history(query: HistoryQuery): HistoryEvent[] {
     const limit = query.limit ?? 100;
     const out: HistoryEvent[] = [];
-    for (let i = this.#history.length - 1; i >= 0 && out.length < limit; i--) {
+    const oldest = Math.max(0, this.#history.length - this.#options.historyLimit);
+    for (let i = this.#history.length - 1; i >= oldest && out.length < limit; i--) {
       const event = this.#history[i]!;
       if (query.beforeId !== undefined && event.id >= query.beforeId) continue;
       if (query.owner !== undefined && event.owner !== query.owner) continue;

@@ -23,8 +23,11 @@ function sameLimit(a: number | null, b: number | null): boolean {
 /**
  * The blockers of `resources` for a request queued at `seq` (`Infinity` for a new request).
  * For a new request a shared limit that disagrees with a live holder or waiter is rejected.
+ * With `heldFirst` (a queued waiter's poll) earlier waiters are only read when no live lease or
+ * lock-delay blocks: while a lease blocks, the waiters ahead cannot unblock the request anyway,
+ * and a poll then costs O(holders), not O(queue).
  */
-export function findBlockers(state: TableState, resources: readonly Resource[], seq: number, selfId: string): Blockers {
+export function findBlockers(state: TableState, resources: readonly Resource[], seq: number, selfId: string, heldFirst = false): Blockers {
   const holders: Holder[] = [];
   let lastEnd: number | null = null;
   let firstEnd: number | null = null;
@@ -33,30 +36,49 @@ export function findBlockers(state: TableState, resources: readonly Resource[], 
     firstEnd = firstEnd === null ? at : Math.min(firstEnd, at);
   };
   const isNew = seq === Infinity;
+  const mismatch = (index: number, r: Resource, limit: number | null): never => {
+    throw new InvalidRequestError(
+      `resources[${index}].limit`,
+      `${JSON.stringify(r.key)} is shared with limit ${limit ?? 'none'} by its holders; every holder must agree, got ${r.limit ?? 'none'}`,
+    );
+  };
 
-  resources.forEach((r, index) => {
-    const mismatch = (limit: number | null): never => {
-      throw new InvalidRequestError(
-        `resources[${index}].limit`,
-        `${JSON.stringify(r.key)} is shared with limit ${limit ?? 'none'} by its holders; every holder must agree, got ${r.limit ?? 'none'}`,
-      );
-    };
-    const sameKeyShared: Holder[] = [];
-    const sameKeyEnds: number[] = [];
+  // Pass 1: live leases and lock-delays. Shared holders of the same key are counted for limits.
+  const sameKeyShared = resources.map((r, index) => {
+    const shared: Array<{ holder: Holder; end: number }> = [];
     for (const { resource: h, lease } of state.heldRelatedTo(r.key)) {
       if (lease.id === selfId) continue;
+      const holder = heldHolder(h, lease.owner, lease.acquiredAt, lease.expiresAt, lease.metadata);
       if (r.mode === 'shared' && h.mode === 'shared') {
         if (h.key !== r.key) continue;
-        if (isNew && !sameLimit(h.limit, r.limit)) mismatch(h.limit);
-        sameKeyShared.push(heldHolder(h, lease.owner, lease.acquiredAt, lease.expiresAt, lease.metadata));
-        sameKeyEnds.push(lease.expiresAt);
+        if (isNew && !sameLimit(h.limit, r.limit)) mismatch(index, r, h.limit);
+        shared.push({ holder, end: lease.expiresAt });
         continue;
       }
-      holders.push(heldHolder(h, lease.owner, lease.acquiredAt, lease.expiresAt, lease.metadata));
+      holders.push(holder);
       ends(lease.expiresAt, true);
     }
-    const sameKeyQueued: Holder[] = [];
-    const queuedEnds: number[] = [];
+    if (r.limit !== null && shared.length >= r.limit) {
+      for (const { holder, end } of shared) {
+        holders.push(holder);
+        ends(end, true);
+      }
+    }
+    for (const delay of state.delaysRelatedTo(r.key)) {
+      holders.push({
+        key: delay.key, mode: 'exclusive', owner: delay.owner, state: 'delayed',
+        acquiredAt: iso(delay.since), expiresAt: iso(delay.until), metadata: delay.metadata,
+      });
+      ends(delay.until, true);
+    }
+    return shared;
+  });
+  if (heldFirst && holders.length > 0) return { holders, lastEnd, firstEnd };
+
+  // Pass 2: earlier waiters, which a request never overtakes.
+  resources.forEach((r, index) => {
+    const shared = sameKeyShared[index]!;
+    const queuedShared: Array<{ holder: Holder; drop: number }> = [];
     for (const { resource: w, waiter } of state.waitingRelatedTo(r.key)) {
       if (waiter.id === selfId || waiter.seq >= seq) continue;
       const holder: Holder = {
@@ -66,25 +88,23 @@ export function findBlockers(state: TableState, resources: readonly Resource[], 
       const drop = Math.min(waiter.aliveUntil, waiter.deadline);
       if (r.mode === 'shared' && w.mode === 'shared') {
         if (w.key !== r.key) continue;
-        if (isNew && !sameLimit(w.limit, r.limit)) mismatch(w.limit);
-        sameKeyQueued.push(holder);
-        queuedEnds.push(drop);
+        if (isNew && !sameLimit(w.limit, r.limit)) mismatch(index, r, w.limit);
+        queuedShared.push({ holder, drop });
         continue;
       }
       holders.push(holder);
       ends(drop, false);
     }
-    if (r.limit !== null && sameKeyShared.length + sameKeyQueued.length >= r.limit) {
-      holders.push(...sameKeyShared, ...sameKeyQueued);
-      for (const at of sameKeyEnds) ends(at, true);
-      for (const at of queuedEnds) ends(at, false);
-    }
-    for (const delay of state.delaysRelatedTo(r.key)) {
-      holders.push({
-        key: delay.key, mode: 'exclusive', owner: delay.owner, state: 'delayed',
-        acquiredAt: iso(delay.since), expiresAt: iso(delay.until), metadata: delay.metadata,
-      });
-      ends(delay.until, true);
+    // Held shared holders already block when they alone reach the limit (pass 1).
+    if (r.limit !== null && shared.length < r.limit && shared.length + queuedShared.length >= r.limit) {
+      for (const { holder, end } of shared) {
+        holders.push(holder);
+        ends(end, true);
+      }
+      for (const { holder, drop } of queuedShared) {
+        holders.push(holder);
+        ends(drop, false);
+      }
     }
   });
   return { holders, lastEnd, firstEnd };

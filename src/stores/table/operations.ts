@@ -113,7 +113,7 @@ class Operation {
   }
 
   queued(waiter: WaiterRecord): PollOutcome & AcquireOutcome {
-    const blockers = findBlockers(this.state, waiter.resources, waiter.seq, waiter.id);
+    const blockers = findBlockers(this.state, waiter.resources, waiter.seq, waiter.id, true);
     if (blockers.holders.length === 0) {
       // Eligible but not granted yet (its blocker ended in another way): grant now.
       this.state.deleteWaiter(waiter.id);
