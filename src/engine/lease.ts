@@ -62,7 +62,10 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   readonly acquiredAt: Date;
   readonly metadata: Metadata;
   readonly #host: LeaseHost;
-  readonly #controller = new AbortController();
+  /** Created when `signal` is first read: most leases are released without anyone listening. */
+  #controller: AbortController | null = null;
+  /** Why the lease ended, for a signal first read after that. */
+  #endReason: (() => unknown) | null = null;
   #record: LeaseRecord;
   /** performance.now() at which this process must consider the lease lost. */
   #localDeadline: number;
@@ -102,6 +105,10 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   }
   /** Aborts (with a `LeaseLostError`) when the lease is lost, and when it is released. */
   get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#endReason !== null) this.#controller.abort(this.#endReason());
+    }
     return this.#controller.signal;
   }
   /** Milliseconds until this process considers the lease lost unless it renews. */
@@ -158,12 +165,18 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
     this.#timer.unref();
   }
 
+  /** Aborts the signal (now if someone has it, else when it is first read). */
+  #end(reason: () => unknown): void {
+    this.#endReason = reason;
+    this.#controller?.abort(reason());
+  }
+
   #lose(error: LeaseLostError): void {
     if (this.#state !== 'held') return;
     this.#state = 'lost';
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    this.#controller.abort(error);
+    this.#end(() => error);
     this.#host.ended(this, error);
     if (this.listenerCount('lost') > 0) this.emit('lost', error);
   }
@@ -184,7 +197,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
     this.#state = 'detached';
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    this.#controller.abort(new LeaseLostError(this.id, 'its Locks object was closed without releasing it'));
+    this.#end(() => new LeaseLostError(this.id, 'its Locks object was closed without releasing it'));
   }
 
   /** Extends the lease from now (store time). Throws `LEASE_LOST` if it has ended. */
@@ -229,7 +242,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
     this.#timer = null;
     if (wasHeld) {
       this.#state = 'released';
-      this.#controller.abort(withoutStack(() => new LeaseLostError(this.id, 'it was released by its holder')));
+      this.#end(() => withoutStack(() => new LeaseLostError(this.id, 'it was released by its holder')));
       this.#host.ended(this, null);
     }
     try {

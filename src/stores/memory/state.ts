@@ -59,7 +59,8 @@ export class MemoryState implements TableState {
   readonly #delayIndex = new KeyIndex<DelayEntry>();
   readonly #delayDue = new DueHeap();
 
-  readonly #history: HistoryEvent[] = [];
+  /** Kept with the time as a number; formatted when read. */
+  readonly #history: Array<Omit<HistoryEvent, 'at'> & { at: number }> = [];
 
   constructor(options: MemoryStateOptions) {
     this.#options = options;
@@ -241,7 +242,7 @@ export class MemoryState implements TableState {
 
   appendHistory(event: NewHistoryEvent): void {
     const { leaseId: _leaseId, at, ...rest } = event;
-    this.#history.push({ id: ++this.#historyId, at: new Date(at).toISOString(), ...rest });
+    this.#history.push({ id: ++this.#historyId, at, ...rest });
     // Trimmed in batches (amortized O(1)); reads only look at the newest historyLimit events.
     if (this.#history.length >= this.#options.historyLimit * 2) this.#history.splice(0, this.#history.length - this.#options.historyLimit);
   }
@@ -255,7 +256,7 @@ export class MemoryState implements TableState {
       if (query.beforeId !== undefined && event.id >= query.beforeId) continue;
       if (query.owner !== undefined && event.owner !== query.owner) continue;
       if (query.key !== undefined && !event.resources.some((r) => r.key === query.key)) continue;
-      out.push(event);
+      out.push({ ...event, at: new Date(event.at).toISOString() });
     }
     return out;
   }
