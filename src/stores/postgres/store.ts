@@ -86,6 +86,8 @@ export class PostgresStore implements LockStore {
   #deferred = { roots: new Set<string>(), tickets: new Set<string>() };
   #sweepWanted = false;
   #laneBusy = false;
+  /** Pooled connections checked out now (the pool's acquire and release events). */
+  #inUse = 0;
 
   constructor(url: string, options: PostgresStoreOptions = {}) {
     this.#options = resolvePostgresOptions(options);
@@ -100,6 +102,12 @@ export class PostgresStore implements LockStore {
     });
     // An idle connection that breaks is dropped by the pool; never crash the process for it.
     if (this.#ownPool) this.#pool.on('error', () => {});
+    this.#pool.on('acquire', () => {
+      this.#inUse += 1;
+    });
+    this.#pool.on('release', () => {
+      this.#inUse = Math.max(0, this.#inUse - 1);
+    });
     this.info = { kind: 'postgres', durable: true, wakeups: this.#options.listen ? 'complete' : 'local' };
     this.#listener = this.#options.listen
       ? new Listener({
@@ -176,11 +184,29 @@ export class PostgresStore implements LockStore {
           return (result.rows[0] as { r: unknown } | undefined)?.r ?? null;
         } catch (error) {
           if (attempt === 1 && IDEMPOTENT.has(fn) && isDroppedConnection(error) && !this.#closed && !signal?.aborted) continue;
-          throw toHoldfastError(error);
+          throw this.#poolExhausted(error) ?? toHoldfastError(error);
         }
       }
     };
     return this.#track(run());
+  }
+
+  /**
+   * The error of a call that timed out waiting for a pooled connection while every connection
+   * of a full pool was busy: PostgreSQL was reachable, the pool was exhausted. Null otherwise.
+   */
+  #poolExhausted(error: unknown): StoreUnavailableError | null {
+    const message = (error as { message?: unknown } | null)?.message;
+    if (typeof message !== 'string' || !/timeout exceeded when trying to connect/i.test(message)) return null;
+    const pool = this.#pool;
+    const max = pool.options.max ?? this.#options.poolSize;
+    if (this.#inUse < max) return null;
+    const waitMs = pool.options.connectionTimeoutMillis ?? this.#options.connectTimeoutMs;
+    return new StoreUnavailableError(
+      `the PostgreSQL connection pool is exhausted: all ${max} connections were busy for ${waitMs} ms ` +
+        `(${pool.waitingCount} more calls waiting); raise poolSize or connectTimeoutMs, or make fewer concurrent calls`,
+      { cause: error },
+    );
   }
 
   /** A writing operation: its value, after publishing its changes and following up its deferred work. */

@@ -145,3 +145,35 @@ describe('postgres store: dropped pool connections', () => {
     assert.equal(await store.release(held.id), true);
   });
 });
+
+describe('postgres store: an exhausted pool', () => {
+  const schema = freshSchema();
+  const applicationName = `hf-test-pool-${randomBytes(4).toString('hex')}`;
+  after(async () => {
+    await dropSchema(schema);
+  });
+
+  test('a call that waits too long for a pooled connection says the pool was exhausted, not unreachable', async () => {
+    const store = await openStore(schema, { applicationName, poolSize: 1, connectTimeoutMs: 300, listen: false });
+    const root = await holdRoot(schema, 'busy');
+    try {
+      // The only pooled connection waits for the root lock this test holds.
+      const stuck = store.acquire(request({ owner: 'a', resources: ['busy/k'] }), once);
+      await blockedOnAdvisoryLock(applicationName);
+      const error = await store.acquire(request({ owner: 'b', resources: ['free/k'] }), once).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof StoreUnavailableError, String(error));
+      assert.match(error.message, /connection pool is exhausted: all 1 connections were busy for 300 ms/);
+      assert.doesNotMatch(error.message, /cannot reach/);
+      await root.release();
+      assert.equal((await stuck).status, 'granted');
+      // With a connection free again, calls go through.
+      assert.equal((await store.acquire(request({ owner: 'b', resources: ['free/k'] }), once)).status, 'granted');
+    } finally {
+      await root.release().catch(() => {});
+      await store.close();
+    }
+  });
+});
