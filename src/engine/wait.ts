@@ -42,6 +42,20 @@ const POLL_BACKOFF_MAX_MS = 250;
 /** When the store drops the ticket this close to the deadline, it is a timeout, not a drop. */
 const DEADLINE_SLACK_MS = 50;
 
+/** Retries `cancel` with backoff for a while (timers unref'd, errors swallowed: never thrown from a timer). */
+function retryCancel(store: LockStore, ticket: string, waiterTtlMs: number): void {
+  const until = performance.now() + Math.max(10_000, waiterTtlMs * 2);
+  let delay = 100;
+  const attempt = (): void => {
+    store.cancel(ticket).catch(() => {
+      if (performance.now() + delay > until) return;
+      delay = Math.min(2000, delay * 2);
+      setTimeout(attempt, delay).unref();
+    });
+  };
+  setTimeout(attempt, delay).unref();
+}
+
 export async function waitForGrant(input: WaitInput): Promise<Granted> {
   const { store, router, signal } = input;
   const deadline = input.startedAt + input.waitMs;
@@ -61,7 +75,9 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
     try {
       await store.cancel(ticket);
     } catch {
-      // The store drops a waiter that stops polling within waiterTtlMs anyway.
+      // Unreachable store: a queued ticket is dropped when its heartbeats stop, but one granted
+      // at this moment would sit until its TTL, so the cancel is retried in the background.
+      retryCancel(store, ticket, input.waiterTtlMs);
     }
   };
 

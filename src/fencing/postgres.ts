@@ -11,7 +11,13 @@ export interface PgClientLike {
 }
 /** The part of a `pg.Pool` this needs. */
 export interface PgPoolLike {
-  connect(): Promise<PgClientLike & { release(error?: Error | boolean): void }>;
+  connect(): Promise<
+    PgClientLike & {
+      release(error?: Error | boolean): void;
+      on(event: 'error', listener: (error: Error) => void): unknown;
+      off(event: 'error', listener: (error: Error) => void): unknown;
+    }
+  >;
 }
 
 const quote = (parts: string[]): string => parts.map((p) => `"${p}"`).join('.');
@@ -35,6 +41,12 @@ export async function fencedWritePostgres<T>(
   const name = quote(checkFencedOptions(options));
   const client = await pool.connect();
   let broken: Error | undefined;
+  // A connection that drops between statements emits 'error' on the client: without a listener
+  // that would crash the process. The failing query rejects, and the client is discarded.
+  const onError = (error: Error): void => {
+    broken = error;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     try {
@@ -59,6 +71,7 @@ export async function fencedWritePostgres<T>(
       throw error;
     }
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }

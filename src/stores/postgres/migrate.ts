@@ -34,6 +34,12 @@ interface Queryable {
 export async function migrate(pool: pg.Pool, schema: string): Promise<number[]> {
   const client = await pool.connect();
   let broken: Error | undefined;
+  // A connection that drops between statements emits 'error' on the client: without a listener
+  // that would crash the process. The failing query rejects, and the client is discarded.
+  const onError = (error: Error): void => {
+    broken = error;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     try {
@@ -47,6 +53,7 @@ export async function migrate(pool: pg.Pool, schema: string): Promise<number[]> 
       throw error;
     }
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }
