@@ -84,7 +84,7 @@ export async function measureContention(
       enter(owner);
       if (!stop) {
         grants++;
-        if (perClient[c]!++ === 0 && ++served === options.clients) maxBeforeAll = Math.max(...perClient);
+        if (perClient[c]!++ === 0 && ++served === options.clients) maxBeforeAll = perClient.reduce((a, b) => Math.max(a, b), 0);
       }
       await sleep(options.holdMs);
       // A failed release leaves the lock held until its TTL (30 s): counted as a store error.
@@ -130,7 +130,7 @@ export async function measureContention(
   } finally {
     await Promise.allSettled(lockses.map((l) => l.close()));
   }
-  return { ...counted, firstError, setupMs, queuedUp, maxBeforeAll: maxBeforeAll ?? Math.max(...perClient), neverGranted: perClient.filter((n) => n === 0).length };
+  return { ...counted, firstError, setupMs, queuedUp, maxBeforeAll: maxBeforeAll ?? perClient.reduce((a, b) => Math.max(a, b), 0), neverGranted: perClient.filter((n) => n === 0).length };
 }
 
 export async function contentionSuite(ctx: BenchContext): Promise<void> {

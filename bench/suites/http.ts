@@ -16,7 +16,7 @@ export async function httpSuite(ctx: BenchContext): Promise<void> {
   const suite = 'http';
   const timing = pick(ctx, {
     full: { repeats: 3, warmupMs: 1000, durationMs: 3000 },
-    quick: { repeats: 1, warmupMs: 300, durationMs: 1000 },
+    quick: { repeats: 1, warmupMs: 200, durationMs: 600 },
     smoke: { repeats: 1, warmupMs: 0, durationMs: 50 },
   });
   for (const kind of storesOf(ctx, ['memory', 'sqlite'])) {
