@@ -9,6 +9,7 @@ import { openLocks } from '../engine/open.js';
 import type { Locks } from '../engine/locks.js';
 import type { LocksOptions } from '../engine/options.js';
 import type { CliIO, Options } from './command.js';
+import { exitFor } from './flags.js';
 
 export const CONNECTION_FLAGS = {
   server: { type: 'string' },
@@ -46,4 +47,21 @@ export async function connect(flags: ConnectionFlags, io: CliIO, options: LocksO
   const token = flags.token ?? (io.env['HOLDFAST_TOKEN'] || undefined);
   const storeOptions = /^https?:/i.test(url) && token ? { ...options.storeOptions, token } : options.storeOptions;
   return openLocks(url, { actor: defaultOwner(), ...options, ...(storeOptions ? { storeOptions } : {}) });
+}
+
+/**
+ * Runs `fn` with a `Locks` object that renews nothing, closes it afterwards, and turns a library
+ * error into its one-line message and exit code.
+ */
+export async function withLocks(flags: ConnectionFlags, io: CliIO, fn: (locks: Locks) => Promise<number>): Promise<number> {
+  const locks = await connect(flags, io, { autoRenew: false });
+  try {
+    return await fn(locks);
+  } catch (error) {
+    const { code, message } = exitFor(error);
+    io.stderr.write(`holdfast: ${message}\n`);
+    return code;
+  } finally {
+    await locks.close();
+  }
 }

@@ -4,22 +4,8 @@
  * `force-release` clean up.
  */
 import { EXIT, UsageError, parseFlags, type CliCommand, type CliIO } from '../command.js';
-import { CONNECTION_FLAGS, CONNECTION_USAGE, connect, defaultOwner, type ConnectionFlags } from '../connect.js';
-import { LOCK_FLAGS, LOCK_USAGE, duration, exitFor, metadataOf, resourcesOf } from '../flags.js';
-import type { Locks } from '../../engine/locks.js';
-
-async function withLocks(flags: ConnectionFlags, io: CliIO, fn: (locks: Locks) => Promise<number>): Promise<number> {
-  const locks = await connect(flags, io, { autoRenew: false });
-  try {
-    return await fn(locks);
-  } catch (error) {
-    const { code, message } = exitFor(error);
-    io.stderr.write(`holdfast: ${message}\n`);
-    return code;
-  } finally {
-    await locks.close();
-  }
-}
+import { CONNECTION_FLAGS, CONNECTION_USAGE, defaultOwner, withLocks } from '../connect.js';
+import { LOCK_FLAGS, LOCK_USAGE, duration, metadataOf, resourcesOf } from '../flags.js';
 
 const print = (io: CliIO, json: boolean, value: unknown, text: string): void => {
   io.stdout.write(json ? `${JSON.stringify(value)}\n` : `${text}\n`);

@@ -1,7 +1,6 @@
 /** `holdfast ls` (held locks and waiters) and `holdfast history`. */
 import { EXIT, UsageError, parseFlags, type CliCommand } from '../command.js';
-import { CONNECTION_FLAGS, CONNECTION_USAGE, connect } from '../connect.js';
-import { exitFor } from '../flags.js';
+import { CONNECTION_FLAGS, CONNECTION_USAGE, withLocks } from '../connect.js';
 import { messageOf, span, table } from '../format.js';
 
 export const lsCommand: CliCommand = {
@@ -19,8 +18,7 @@ Examples:
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, { ...CONNECTION_FLAGS, json: { type: 'boolean' } });
     if (positionals.length > 1) throw new UsageError('expected at most one PREFIX');
-    const locks = await connect(values, io, { autoRenew: false });
-    try {
+    return withLocks(values, io, async (locks) => {
       const { locks: held, waiters } = await locks.list({ prefix: positionals[0] ?? '' });
       if (values.json) {
         io.stdout.write(`${JSON.stringify({ locks: held, waiters })}\n`);
@@ -49,13 +47,7 @@ Examples:
         );
       }
       return EXIT.ok;
-    } catch (error) {
-      const { code, message } = exitFor(error);
-      io.stderr.write(`holdfast: ${message}\n`);
-      return code;
-    } finally {
-      await locks.close();
-    }
+    });
   },
 };
 
@@ -74,8 +66,7 @@ Example:
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     const limit = values.limit === undefined ? 50 : Number(values.limit);
     if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit: expected a positive integer, got ${JSON.stringify(values.limit)}`);
-    const locks = await connect(values, io, { autoRenew: false });
-    try {
+    return withLocks(values, io, async (locks) => {
       const events = await locks.history({ limit, ...(values.key ? { key: values.key } : {}), ...(values.owner ? { owner: values.owner } : {}) });
       if (values.json) {
         io.stdout.write(`${JSON.stringify({ events })}\n`);
@@ -88,12 +79,6 @@ Example:
         );
       }
       return EXIT.ok;
-    } catch (error) {
-      const { code, message } = exitFor(error);
-      io.stderr.write(`holdfast: ${message}\n`);
-      return code;
-    } finally {
-      await locks.close();
-    }
+    });
   },
 };
