@@ -11,6 +11,7 @@
  */
 import pg from 'pg';
 import { MIGRATIONS } from './migrations.generated.js';
+import { inTransaction } from './transaction.js';
 
 /** The search_path the store's objects are created and run with. */
 export function searchPath(schema: string): string {
@@ -32,30 +33,7 @@ interface Queryable {
 
 /** Creates the schema if needed and applies the migrations above its recorded version. Returns the versions applied. */
 export async function migrate(pool: pg.Pool, schema: string): Promise<number[]> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  // A connection that drops between statements emits 'error' on the client: without a listener
-  // that would crash the process. The failing query rejects, and the client is discarded.
-  const onError = (error: Error): void => {
-    broken = error;
-  };
-  client.on('error', onError);
-  try {
-    await client.query('BEGIN');
-    try {
-      const applied = await migrateIn(client, schema);
-      await client.query('COMMIT');
-      return applied;
-    } catch (error) {
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-        broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-      });
-      throw error;
-    }
-  } finally {
-    client.off('error', onError);
-    client.release(broken);
-  }
+  return inTransaction(pool, async (client) => ({ value: await migrateIn(client, schema) }));
 }
 
 async function migrateIn(client: Queryable, schema: string): Promise<number[]> {
