@@ -213,18 +213,18 @@ describe('postgres store: options and failures', () => {
     const schema = freshSchema();
     const q = pg.escapeIdentifier(schema);
     try {
-      // A schema as migration 6 left it (the store's own objects of migrations 7 and 8 removed;
-      // the functions 8 replaces are re-created by the script either way).
+      // A schema as migration 8 left it (migration 9's lean functions removed, the full ones
+      // under their old names again).
       await (await openStore(schema, { listen: false })).close();
-      await admin(`DELETE FROM ${q}.migrations WHERE version IN (7, 8);
-        DROP FUNCTION ${q}.hf_sweep(integer, text, bigint); DROP FUNCTION ${q}.hf_prune_history(bigint, integer);
-        DROP FUNCTION ${q}.hf_locked(); DROP FUNCTION ${q}.hf_is_blocked(jsonb, bigint, text, bigint);
-        DROP FUNCTION ${q}.hf_held_blockers(jsonb, text, bigint)`);
+      await admin(`DELETE FROM ${q}.migrations WHERE version = 9;
+        DROP FUNCTION ${q}.hf_acquire(jsonb, bigint, bigint, text); DROP FUNCTION ${q}.hf_release(text, text);
+        ALTER FUNCTION ${q}.hf_acquire_full(jsonb, bigint, bigint, text) RENAME TO hf_acquire;
+        ALTER FUNCTION ${q}.hf_release_full(text, text) RENAME TO hf_release`);
       const stale = createPostgresStore(POSTGRES_URL, { schema, migrate: false, listen: false });
-      await assert.rejects(stale.list(), /at migration 6, this holdfast needs 8/);
+      await assert.rejects(stale.list(), /at migration 8, this holdfast needs 9/);
       await stale.close();
-      const script = migrationScript(schema, 6);
-      assert.doesNotMatch(script, /-- migration [1-6]:/);
+      const script = migrationScript(schema, 8);
+      assert.doesNotMatch(script, /-- migration [1-8]:/);
       await admin(`BEGIN; ${script} COMMIT;`);
       const store = await openStore(schema, { migrate: false, listen: false });
       assert.equal((await store.acquire(request({ owner: 'o', resources: ['up/k'] }), once)).status, 'granted');

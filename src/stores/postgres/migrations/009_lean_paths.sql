@@ -1,0 +1,222 @@
+-- holdfast PostgreSQL store, migration 9: lean paths for the two calls every lock makes.
+--
+-- Same algorithm, same guarantees; the common case costs a few statements instead of a few
+-- dozen. Inputs and outputs of hf_acquire and hf_release are those of migration 5 (hf_result).
+--
+-- * hf_acquire: a request for one exclusive key without a requestId (what `locks.acquire(key)`
+--   sends) takes the root's advisory lock, reads the clock and asks ONE question: is there any
+--   row at all, live or not, on the key, an ancestor or a descendant (leases' keys, waiters'
+--   keys, lock-delays), and is the id unused? A row that is not live yet not settled (expired,
+--   timed out, delay over) only sends the request down the full path, which settles it first;
+--   so when the answer is "nothing there", nothing can block the request, and it is granted in
+--   one statement. Every other request (several keys, shared, a requestId, anything related in
+--   the table, bad input) takes the full path of migration 8 (`hf_acquire_full`), which takes
+--   the same lock again (advisory locks are re-entrant) and decides as before.
+-- * hf_release: a lease under one root is ended in one statement (lease row, key rows by
+--   cascade, history event) under that root's lock; promotion runs only when a waiter waits on a
+--   related key. Anything else (a lease under several roots, an unknown or expired id) takes the
+--   full path of migration 5 (`hf_release_full`).
+--   Unlike the full path, neither settles what fell due under the root on unrelated keys: that
+--   is the sweep's work (and a waiter's own poll settles what blocks it), and nothing that is due
+--   confers anything meanwhile (every query filters on expiry).
+-- * Grant changes carry the new lease's `expiresAt`, so a waiter woken by one has its lease
+--   without another call (the engine places the expiry on its own clock from the store time of
+--   its last answer, see src/engine/wait.ts).
+-- * The small JSON helpers are STABLE, not IMMUTABLE: their bodies call stable functions
+--   (jsonb_build_object, to_jsonb), and PostgreSQL inlines an SQL function only when its body is
+--   no more volatile than its label; otherwise it parses and plans it again in every transaction.
+
+ALTER FUNCTION hf_change(text, text, text[], bigint, text[], bigint) STABLE;
+ALTER FUNCTION hf_work(jsonb, text[], text[]) STABLE;
+ALTER FUNCTION hf_merge(jsonb, jsonb) STABLE;
+ALTER FUNCTION hf_hints(jsonb, bigint) STABLE;
+
+-- The tables are never ANALYZEd by holdfast (and autovacuum may be off, or late), so the planner
+-- knows nothing of their size and, for an EXISTS, often prefers a sequential scan, which reads
+-- every dead row of a table that churns. Every index a query can use is the right plan here.
+ALTER FUNCTION hf_acquire(jsonb, bigint, bigint, text) SET enable_seqscan = off;
+ALTER FUNCTION hf_release(text, text) SET enable_seqscan = off;
+ALTER FUNCTION hf_poll(text, text) SET enable_seqscan = off;
+ALTER FUNCTION hf_cancel(text, text) SET enable_seqscan = off;
+ALTER FUNCTION hf_renew(text, bigint, text) SET enable_seqscan = off;
+ALTER FUNCTION hf_release_owner(text, text, text, text) SET enable_seqscan = off;
+ALTER FUNCTION hf_force_release(text, text, text) SET enable_seqscan = off;
+ALTER FUNCTION hf_sweep(integer, text) SET enable_seqscan = off;
+ALTER FUNCTION hf_sweep(integer, text, bigint) SET enable_seqscan = off;
+ALTER FUNCTION hf_follow_up(text[], text[], text) SET enable_seqscan = off;
+
+ALTER FUNCTION hf_acquire(jsonb, bigint, bigint, text) RENAME TO hf_acquire_full;
+ALTER FUNCTION hf_release(text, text) RENAME TO hf_release_full;
+
+CREATE FUNCTION hf_acquire(p_request jsonb, p_wait_ms bigint, p_waiter_ttl_ms bigint, p_origin text)
+RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+DECLARE
+  v_res jsonb := p_request->'resources';
+  v_id text := p_request->>'id';
+  v_owner text := p_request->>'owner';
+  v_metadata jsonb := coalesce(p_request->'metadata', '{}');
+  v_ttl_n numeric;
+  v_delay_n numeric;
+  v_ttl bigint;
+  v_delay bigint;
+  v_key text COLLATE "C";
+  v_keys text[] COLLATE "C";  -- the key and its ancestors
+  v_lo text COLLATE "C";      -- its descendants are the keys in (v_lo, v_hi)
+  v_hi text COLLATE "C";
+  v_root text;
+  v_resources jsonb;
+  v_now bigint;
+  v_out json;
+BEGIN
+  -- The lean path's shape: one exclusive key, no requestId, every field plainly valid.
+  IF jsonb_typeof(v_res) IS DISTINCT FROM 'array' OR jsonb_array_length(v_res) <> 1
+     OR jsonb_typeof(v_res->0->'key') IS DISTINCT FROM 'string' OR v_res->0->>'key' = ''
+     OR (v_res->0->>'mode') IS DISTINCT FROM 'exclusive' OR (v_res->0->>'limit') IS NOT NULL
+     OR (p_request->>'requestId') IS NOT NULL
+     OR v_id IS NULL OR v_id = '' OR v_owner IS NULL OR v_owner = ''
+     OR jsonb_typeof(p_request->'ttlMs') IS DISTINCT FROM 'number'
+     OR jsonb_typeof(coalesce(p_request->'lockDelayMs', '0')) IS DISTINCT FROM 'number'
+     OR jsonb_typeof(v_metadata) IS DISTINCT FROM 'object' THEN
+    RETURN hf_acquire_full(p_request, p_wait_ms, p_waiter_ttl_ms, p_origin)::json;
+  END IF;
+  v_ttl_n := (p_request->>'ttlMs')::numeric;
+  v_delay_n := coalesce((p_request->>'lockDelayMs')::numeric, 0);
+  IF v_ttl_n NOT BETWEEN 1 AND 1e15 OR v_ttl_n <> trunc(v_ttl_n) OR v_delay_n NOT BETWEEN 0 AND 1e15 OR v_delay_n <> trunc(v_delay_n) THEN
+    RETURN hf_acquire_full(p_request, p_wait_ms, p_waiter_ttl_ms, p_origin)::json;
+  END IF;
+  v_ttl := v_ttl_n;
+  v_delay := v_delay_n;
+  v_key := v_res->0->>'key';
+  v_root := split_part(v_key, '/', 1);
+  v_keys := CASE WHEN strpos(v_key, '/') = 0 THEN ARRAY[v_key] ELSE hf_ancestors(v_key) || v_key END;
+  v_lo := v_key || '/';
+  v_hi := v_key || '0';
+  v_resources := jsonb_build_array(jsonb_build_object('key', v_key, 'mode', 'exclusive', 'limit', NULL));
+
+  PERFORM pg_advisory_xact_lock(hf_lock_id(v_root));
+  v_now := hf_now();
+  -- A new statement, so a new snapshot: it sees everything committed under the root's lock. It
+  -- grants only when no row at all is on the key, an ancestor or a descendant, and the id is new.
+  WITH ins AS (
+    INSERT INTO leases (id, owner, resources, roots, fence, acquired_at, expires_at, ttl_ms, request_id, metadata, lock_delay_ms)
+    SELECT v_id, v_owner, v_resources, ARRAY[v_root], nextval('fence_seq'), v_now, v_now + v_ttl, v_ttl, NULL, v_metadata, v_delay
+    -- The key and its ancestors, then its descendants: not OR-ed, so that each is one index probe.
+    WHERE NOT EXISTS (SELECT 1 FROM held WHERE key = ANY (v_keys))
+      AND NOT EXISTS (SELECT 1 FROM held WHERE key > v_lo AND key < v_hi)
+      AND NOT EXISTS (SELECT 1 FROM waiting WHERE key = ANY (v_keys))
+      AND NOT EXISTS (SELECT 1 FROM waiting WHERE key > v_lo AND key < v_hi)
+      AND NOT EXISTS (SELECT 1 FROM delays WHERE key = ANY (v_keys))
+      AND NOT EXISTS (SELECT 1 FROM delays WHERE key > v_lo AND key < v_hi)
+      AND NOT EXISTS (SELECT 1 FROM leases WHERE id = v_id)
+      AND NOT EXISTS (SELECT 1 FROM waiters WHERE id = v_id)
+      AND NOT EXISTS (SELECT 1 FROM history WHERE lease_id = v_id)
+    RETURNING fence, expires_at),
+  keys AS (INSERT INTO held (lease_id, idx, key, mode, lim) SELECT v_id, 0, v_key, 'exclusive', NULL FROM ins),
+  ev AS (INSERT INTO history (at, type, owner, fence, resources, by, reason, lease_id)
+         SELECT v_now, 'acquired', v_owner, ins.fence, v_resources, NULL, NULL, v_id FROM ins)
+  SELECT json_build_object(
+    'value', json_build_object('status', 'granted', 'now', v_now,
+      'lease', json_build_object('id', v_id, 'owner', v_owner, 'resources', v_resources, 'fence', ins.fence,
+        'acquiredAt', v_now, 'expiresAt', ins.expires_at, 'ttlMs', v_ttl, 'requestId', NULL, 'metadata', v_metadata,
+        'lockDelayMs', v_delay)),
+    'changes', json_build_array(json_build_object('type', 'acquired', 'owner', v_owner, 'keys', json_build_array(v_key),
+      'fence', ins.fence, 'granted', json_build_array(v_id), 'at', v_now, 'expiresAt', ins.expires_at)),
+    'roots', '[]'::json, 'tickets', '[]'::json,
+    'nextDue', least(ins.expires_at, (SELECT min(expires_at) FROM leases), (SELECT min(least(alive_until, deadline)) FROM waiters),
+                     (SELECT min(until) FROM delays)),
+    'now', v_now)
+  INTO v_out FROM ins;
+  IF v_out IS NULL THEN
+    RETURN hf_acquire_full(p_request, p_wait_ms, p_waiter_ttl_ms, p_origin)::json;
+  END IF;
+  RETURN v_out;
+END $$;
+
+CREATE FUNCTION hf_release(p_id text, p_origin text) RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+DECLARE
+  v_now bigint;
+  v_work jsonb;
+  v_out json;
+  l record;
+BEGIN
+  -- Roots never change, so they may be read by the statement that takes their lock; the lease
+  -- itself is read again (deleted) by the next statement, under the lock.
+  PERFORM pg_advisory_xact_lock(hf_lock_id(roots[1])) FROM leases WHERE id = p_id AND cardinality(roots) = 1;
+  IF NOT FOUND THEN RETURN hf_release_full(p_id, p_origin)::json; END IF;
+  v_now := hf_now();
+  WITH gone AS (DELETE FROM leases WHERE id = p_id AND expires_at > v_now RETURNING id, owner, fence, resources, roots),
+  ev AS (INSERT INTO history (at, type, owner, fence, resources, by, reason, lease_id)
+         SELECT v_now, 'released', gone.owner, gone.fence, gone.resources, gone.owner, 'release', gone.id FROM gone)
+  SELECT gone.owner, gone.fence, gone.roots, hf_keys(gone.resources) AS keys,
+         -- Waiters on a freed key, an ancestor or a descendant of one (probed as in hf_acquire).
+         (SELECT array_agg(DISTINCT x.waiter_id)
+          FROM jsonb_array_elements_text(jsonb_path_query_array(gone.resources, '$[*].key')) AS f(k),
+          LATERAL (SELECT w.waiter_id FROM waiting w WHERE w.key = ANY (hf_ancestors(f.k) COLLATE "C")
+                   UNION ALL
+                   SELECT w.waiter_id FROM waiting w
+                   WHERE w.key >= f.k COLLATE "C" AND w.key < (f.k || '0') COLLATE "C"
+                     AND (w.key = f.k COLLATE "C" OR w.key > (f.k || '/') COLLATE "C")) x) AS waiters,
+         least((SELECT min(expires_at) FROM leases WHERE id <> p_id), (SELECT min(least(alive_until, deadline)) FROM waiters),
+               (SELECT min(until) FROM delays)) AS next_due
+  INTO l FROM gone;
+  IF NOT FOUND THEN RETURN hf_release_full(p_id, p_origin)::json; END IF;
+
+  IF l.waiters IS NULL THEN
+    RETURN json_build_object('value', true,
+      'changes', json_build_array(json_build_object('type', 'released', 'owner', l.owner, 'keys', l.keys, 'fence', l.fence,
+                                                    'granted', '[]'::json, 'at', v_now)),
+      'roots', '[]'::json, 'tickets', '[]'::json, 'nextDue', l.next_due, 'now', v_now);
+  END IF;
+  -- Promote them in queue order (as hf_promote does), under the lock already held.
+  PERFORM set_config('holdfast.origin', coalesce(p_origin, ''), true),
+          set_config('holdfast.locked', l.roots::text, true);
+  v_work := hf_promote_ids(l.waiters, v_now);
+  RETURN hf_result('true', hf_merge(hf_work(jsonb_build_array(hf_change('released', l.owner, l.keys, l.fence, NULL, v_now))), v_work),
+                   v_now)::json;
+END $$;
+
+-- As in migration 8; a grant's change also carries the new lease's expiresAt.
+CREATE OR REPLACE FUNCTION hf_promote_ids(p_ids text[], p_now bigint) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  c record;
+  q waiters;
+  l leases;
+  v_locked text[] := hf_locked();
+  v_fresh boolean;
+  v_blocked_x text[] := '{}';  -- keys of exclusive resources of blocked candidates
+  v_blocked text[] := '{}';    -- keys of any resource of blocked candidates
+  v_change jsonb;
+  v_changes jsonb := '[]';
+  v_deferred text[] := '{}';
+BEGIN
+  IF p_ids IS NULL OR cardinality(p_ids) = 0 THEN RETURN hf_work(); END IF;
+  FOR c IN SELECT w.id, w.roots,
+                  ARRAY(SELECT e->>'key' FROM jsonb_array_elements(w.resources) e) AS keys,
+                  ARRAY(SELECT e->>'key' FROM jsonb_array_elements(w.resources) e WHERE e->>'mode' = 'exclusive') AS xkeys
+           FROM waiters w
+           WHERE w.id = ANY (p_ids) AND w.deadline > p_now AND w.alive_until > p_now
+           ORDER BY w.seq LOOP
+    IF c.keys && v_blocked_x OR c.xkeys && v_blocked THEN
+      v_blocked_x := v_blocked_x || c.xkeys;
+      v_blocked := v_blocked || c.keys;
+      CONTINUE;
+    END IF;
+    v_fresh := c.roots <@ v_locked;
+    IF NOT v_fresh AND NOT hf_try_lock(c.roots) THEN
+      v_deferred := v_deferred || c.id;
+      CONTINUE;
+    END IF;
+    SELECT * INTO q FROM waiters WHERE id = c.id;
+    CONTINUE WHEN NOT FOUND OR q.deadline <= p_now OR q.alive_until <= p_now;
+    IF hf_is_blocked(q.resources, q.seq, q.id, p_now) THEN
+      v_blocked_x := v_blocked_x || c.xkeys;
+      v_blocked := v_blocked || c.keys;
+      CONTINUE;
+    END IF;
+    l := hf_grant(q.id, q.owner, q.resources, q.ttl_ms, q.request_id, q.metadata, q.lock_delay_ms, p_now);
+    v_change := hf_change('acquired', l.owner, c.keys, l.fence, ARRAY[l.id], p_now) || jsonb_build_object('expiresAt', l.expires_at);
+    PERFORM hf_notify_grant(v_change);
+    v_changes := v_changes || v_change;
+  END LOOP;
+  RETURN hf_work(v_changes, '{}', v_deferred);
+END $$;
