@@ -18,14 +18,20 @@ import { HOLDFAST, Notifier, pick, sleep, summarize, type BenchContext, type Sto
 import { openTarget, storesOf, type Target } from '../stores.js';
 
 export interface HandoffBudget {
-  /** Stop after this many hand-offs... */
+  /** Hand-offs first made and not measured: fresh pooled connections, plans and JIT warming up. */
+  warmup: number;
+  /** Stop after this many measured hand-offs... */
   samples: number;
   /** ...or after this long. */
   timeMs: number;
 }
 
 export function handoffBudget(ctx: BenchContext): HandoffBudget {
-  return pick(ctx, { full: { samples: 600, timeMs: 8000 }, quick: { samples: 150, timeMs: 1000 }, smoke: { samples: 2, timeMs: 1000 } });
+  return pick(ctx, {
+    full: { warmup: 100, samples: 600, timeMs: 8000 },
+    quick: { warmup: 50, samples: 150, timeMs: 1000 },
+    smoke: { warmup: 0, samples: 2, timeMs: 1000 },
+  });
 }
 
 export interface HandoffResult {
@@ -37,7 +43,8 @@ export interface HandoffResult {
 
 /**
  * Hand-off latencies with `waiters` clients waiting behind the holder. The budget's time starts
- * when the queue is first complete (setting up 100 waiters does not eat it).
+ * when the queue is complete and the warm-up hand-offs are done (setting up 100 waiters does not
+ * eat it).
  */
 export async function measureHandoff(target: Target, strategy: WaitStrategy, waiters: number, budget: HandoffBudget): Promise<HandoffResult> {
   const clients = waiters + 1;
@@ -56,6 +63,8 @@ export async function measureHandoff(target: Target, strategy: WaitStrategy, wai
   let giveUpAt = performance.now() + 120_000;
   let waiting = 0;
   let grants = 0;
+  /** Hand-offs completed, the warm-up ones included. */
+  let handoffs = 0;
   let releasedAt: number | null = null;
   let stop = false;
 
@@ -87,7 +96,7 @@ export async function measureHandoff(target: Target, strategy: WaitStrategy, wai
         isWaiting = false;
         waiting--;
       }
-      if (releasedAt !== null) samples.push(grantedAt - releasedAt);
+      if (releasedAt !== null && ++handoffs > budget.warmup) samples.push(grantedAt - releasedAt);
       releasedAt = null;
       grants++;
       changed.notify();
@@ -96,7 +105,7 @@ export async function measureHandoff(target: Target, strategy: WaitStrategy, wai
         if (performance.now() > giveUpAt) stall(`${waiting} of ${clients - 1} waiters queued`);
         await changed.next(1000);
       }
-      if (deadline === Infinity) {
+      if (deadline === Infinity && handoffs >= budget.warmup) {
         deadline = performance.now() + budget.timeMs;
         giveUpAt = deadline + 60_000;
       }
@@ -104,9 +113,10 @@ export async function measureHandoff(target: Target, strategy: WaitStrategy, wai
       // Read before releasing: the next grant can come before `release()` returns.
       const seen = grants;
       const releasing = performance.now();
+      const measured = handoffs >= budget.warmup;
       if (!stop) releasedAt = releasing;
       await lease.release();
-      if (!stop) releases.push(performance.now() - releasing);
+      if (!stop && measured) releases.push(performance.now() - releasing);
       if (stop) {
         controller.abort();
         break;

@@ -179,7 +179,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
       return await waitForGrant({
         store: this.store, router: this.#router, request, ticket: outcome.ticket, startedAt, waitMs,
         waiterTtlMs: this.#options.waiterTtlMs, holders: outcome.holders, retryAfterMs: outcome.retryAfterMs,
-        nextCheckMs: outcome.nextCheckMs, now: outcome.now, signal,
+        nextCheckMs: outcome.nextCheckMs, now: outcome.now, sentAt, signal,
       });
     } finally {
       this.#router.unregister(request.id);

@@ -5,11 +5,17 @@
  * process it also polls with backoff. On timeout or abort it leaves the queue; a lease granted at
  * that moment is released by the store, never stranded. A wait that joined another call's queue
  * place through `requestId` never cancels it: that place belongs to the first call.
+ *
+ * A grant pushed with the new lease's fence and expiry ends the wait without a poll: the lease is
+ * the waiter's own request plus those. Its expiry is placed on this process's monotonic clock
+ * from the waiter's last answer: the store's clock read `now` after this process sent that call
+ * at `sentAt`, so at `sentAt` it was at most `now`, and `sentAt + (expiresAt - now)` comes no
+ * later than the store's expiry (clocks running at the same rate, as everywhere in the engine).
  */
 import { HoldfastError, WaitTimeoutError, type Holder } from '../model/errors.js';
 import { newLeaseId } from '../model/request.js';
 import type { LeaseRecord, LockRequest } from '../model/types.js';
-import type { LockStore, PollOutcome } from '../stores/store.js';
+import type { LockStore, PollOutcome, StoreChange } from '../stores/store.js';
 import type { WakeRouter } from './wakeups.js';
 
 export interface WaitInput {
@@ -24,7 +30,10 @@ export interface WaitInput {
   holders: Holder[];
   retryAfterMs: number;
   nextCheckMs: number;
+  /** The store's clock in the answer that queued the request. */
   now: number;
+  /** performance.now() when that call was sent. */
+  sentAt: number;
   signal: AbortSignal | undefined;
 }
 
@@ -69,6 +78,8 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
   let nextCheck = input.nextCheckMs;
   let backoff = POLL_BACKOFF_MIN_MS;
   let lastError: unknown = null;
+  /** The last answer's store clock, and when its call was sent (see the top of this file). */
+  let clock = { sentAt: input.sentAt, now: input.now };
 
   const leave = async (): Promise<void> => {
     if (ticket !== request.id) return;
@@ -104,6 +115,15 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
         backoff = Math.min(POLL_BACKOFF_MAX_MS, backoff * 2);
       }
       await wakeup.sleep(delay, signal);
+      const pushed = wakeup.takeGrant();
+      if (pushed !== null && ticket === request.id && pushed.granted.includes(ticket)) {
+        const lease = leaseOf(request, pushed);
+        if (signal?.aborted) {
+          await store.release(lease.id).catch(() => false);
+          throw signal.reason;
+        }
+        return { lease, ...clock };
+      }
       if (signal?.aborted) continue;
 
       const sentAt = performance.now();
@@ -111,6 +131,7 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       try {
         outcome = await store.poll(ticket);
         lastError = null;
+        clock = { sentAt, now: outcome.now };
       } catch (error) {
         if (error instanceof HoldfastError && error.code !== 'STORE_UNAVAILABLE') throw error;
         lastError = error;
@@ -137,8 +158,10 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       ticket = request.id;
       wakeup = router.register(ticket);
       tickets.push(ticket);
+      const againSentAt = performance.now();
       const again = await store.acquire(request, { waitMs: Math.ceil(left), waiterTtlMs: input.waiterTtlMs });
-      if (again.status === 'granted') return { lease: again.lease, sentAt, now: again.now };
+      clock = { sentAt: againSentAt, now: again.now };
+      if (again.status === 'granted') return { lease: again.lease, ...clock };
       if (again.status === 'queued') {
         if (again.ticket !== ticket) {
           ticket = again.ticket;
@@ -152,4 +175,13 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
   } finally {
     for (const t of tickets) router.unregister(t);
   }
+}
+
+/** The lease a pushed grant (with fence and expiry) gives the waiter of `request`. */
+function leaseOf(request: LockRequest, grant: StoreChange): LeaseRecord {
+  return {
+    id: request.id, owner: request.owner, resources: request.resources, fence: grant.fence!, acquiredAt: grant.at,
+    expiresAt: grant.expiresAt!, ttlMs: request.ttlMs, requestId: request.requestId, metadata: request.metadata,
+    lockDelayMs: request.lockDelayMs,
+  };
 }

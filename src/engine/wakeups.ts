@@ -1,15 +1,26 @@
 /**
  * Routes the store's push notices to the waiters they concern: a notice that grants ticket T
  * wakes only the waiter of T, never every waiter. A notice that arrives while the waiter is busy
- * (polling) is kept, so it is never lost.
+ * (polling) is kept, so it is never lost. A grant pushed with the new lease's expiry is handed
+ * to the waiter, which then needs no poll to learn its lease.
  */
 import type { LockStore, StoreChange } from '../stores/store.js';
 
 export class Wakeup {
   #pending = false;
   #resolve: (() => void) | null = null;
+  /** The grant that woke this waiter, when the store pushed one with the lease's expiry. */
+  #grant: StoreChange | null = null;
 
-  wake(): void {
+  /** Takes (and forgets) the pushed grant, if any. */
+  takeGrant(): StoreChange | null {
+    const grant = this.#grant;
+    this.#grant = null;
+    return grant;
+  }
+
+  wake(grant?: StoreChange): void {
+    if (grant?.expiresAt !== undefined && grant.fence !== null) this.#grant = grant;
     this.#pending = true;
     const resolve = this.#resolve;
     this.#resolve = null;
@@ -45,7 +56,7 @@ export class WakeRouter {
 
   constructor(store: LockStore) {
     this.#unwatch = store.watch((change: StoreChange) => {
-      for (const ticket of change.granted) this.#waiters.get(ticket)?.wakeup.wake();
+      for (const ticket of change.granted) this.#waiters.get(ticket)?.wakeup.wake(change);
     });
   }
 

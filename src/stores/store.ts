@@ -61,6 +61,12 @@ export interface StoreChange {
   owner: string;
   fence: number | null;
   at: number;
+  /**
+   * An `acquired` change that grants a queued ticket may carry the new lease's expiry (store
+   * time). With it, the waiter woken by the change has its whole lease (the rest is its own
+   * request) and needs no poll; without it, the waiter polls.
+   */
+  expiresAt?: number | undefined;
 }
 
 export interface StoreInfo {

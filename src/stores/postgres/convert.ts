@@ -120,6 +120,7 @@ export function toChange(value: unknown): StoreChange | null {
     type: c['type'] as StoreChange['type'], owner: String(c['owner']), keys: c['keys'] as string[],
     fence: c['fence'] === null || c['fence'] === undefined ? null : Number(c['fence']),
     granted: c['granted'] as string[], at: Number(c['at']),
+    ...(typeof c['expiresAt'] === 'number' ? { expiresAt: c['expiresAt'] } : {}),
   };
 }
 

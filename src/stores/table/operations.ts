@@ -34,8 +34,10 @@ class Operation {
     this.now = state.now();
   }
 
-  change(type: StoreChange['type'], owner: string, keys: string[], fence: number | null, granted: string[] = [], at = this.now): void {
-    this.changes.push({ type, owner, keys, fence, granted, at });
+  change(type: StoreChange['type'], owner: string, keys: string[], fence: number | null, granted: string[] = [], at = this.now): StoreChange {
+    const change: StoreChange = { type, owner, keys, fence, granted, at };
+    this.changes.push(change);
+    return change;
   }
 
   /** Ends what has fallen due and grants what that freed. */
@@ -85,7 +87,7 @@ class Operation {
       type: 'acquired', reason: null, by: null, at: this.now, leaseId: lease.id,
       owner: lease.owner, fence: lease.fence, resources: lease.resources,
     });
-    this.change('acquired', lease.owner, lease.resources.map((r) => r.key), lease.fence, [lease.id]);
+    this.change('acquired', lease.owner, lease.resources.map((r) => r.key), lease.fence, [lease.id]).expiresAt = lease.expiresAt;
     return lease;
   }
 

@@ -136,7 +136,8 @@ CREATE FUNCTION hf_release(p_id text, p_origin text) RETURNS json LANGUAGE plpgs
 DECLARE
   v_now bigint;
   v_work jsonb;
-  v_out json;
+  v_next record;
+  v_grant json;
   l record;
 BEGIN
   -- Roots never change, so they may be read by the statement that takes their lock; the lease
@@ -147,7 +148,8 @@ BEGIN
   WITH gone AS (DELETE FROM leases WHERE id = p_id AND expires_at > v_now RETURNING id, owner, fence, resources, roots),
   ev AS (INSERT INTO history (at, type, owner, fence, resources, by, reason, lease_id)
          SELECT v_now, 'released', gone.owner, gone.fence, gone.resources, gone.owner, 'release', gone.id FROM gone)
-  SELECT gone.owner, gone.fence, gone.roots, hf_keys(gone.resources) AS keys,
+  SELECT gone.owner, gone.fence, gone.roots, gone.resources, hf_keys(gone.resources) AS keys,
+         hf_ancestors(gone.resources->0->>'key') || (gone.resources->0->>'key') AS related,
          -- Waiters on a freed key, an ancestor or a descendant of one (probed as in hf_acquire).
          (SELECT array_agg(DISTINCT x.waiter_id)
           FROM jsonb_array_elements_text(jsonb_path_query_array(gone.resources, '$[*].key')) AS f(k),
@@ -166,6 +168,39 @@ BEGIN
       'changes', json_build_array(json_build_object('type', 'released', 'owner', l.owner, 'keys', l.keys, 'fence', l.fence,
                                                     'granted', '[]'::json, 'at', v_now)),
       'roots', '[]'::json, 'tickets', '[]'::json, 'nextDue', l.next_due, 'now', v_now);
+  END IF;
+  -- The common hand-off: the lease held one key, exclusively, and the first live waiter on a
+  -- related key waits for exactly that key, exclusively. Every other candidate is related to the
+  -- key, so that waiter blocks them all; it is granted in one statement when no row at all (live
+  -- or not) is held on a related key and no lock-delay is recorded on one.
+  IF cardinality(l.keys) = 1 AND l.resources = jsonb_build_array(jsonb_build_object('key', l.keys[1], 'mode', 'exclusive', 'limit', NULL)) THEN
+    SELECT q.id, q.resources INTO v_next FROM waiters q
+    WHERE q.id = ANY (l.waiters) AND q.deadline > v_now AND q.alive_until > v_now ORDER BY q.seq LIMIT 1;
+    IF FOUND AND v_next.resources = l.resources
+       AND NOT EXISTS (SELECT 1 FROM held WHERE key = ANY (l.related))
+       AND NOT EXISTS (SELECT 1 FROM held WHERE key > l.keys[1] || '/' AND key < l.keys[1] || '0')
+       AND NOT EXISTS (SELECT 1 FROM delays WHERE key = ANY (l.related))
+       AND NOT EXISTS (SELECT 1 FROM delays WHERE key > l.keys[1] || '/' AND key < l.keys[1] || '0') THEN
+      WITH gone AS (DELETE FROM waiters WHERE id = v_next.id RETURNING *),
+      ins AS (
+        INSERT INTO leases (id, owner, resources, roots, fence, acquired_at, expires_at, ttl_ms, request_id, metadata, lock_delay_ms)
+        SELECT g.id, g.owner, g.resources, g.roots, nextval('fence_seq'), v_now, v_now + g.ttl_ms, g.ttl_ms, g.request_id, g.metadata,
+               g.lock_delay_ms
+        FROM gone g
+        RETURNING id, owner, fence, expires_at),
+      keys AS (INSERT INTO held (lease_id, idx, key, mode, lim) SELECT ins.id, 0, l.keys[1], 'exclusive', NULL FROM ins),
+      ev AS (INSERT INTO history (at, type, owner, fence, resources, by, reason, lease_id)
+             SELECT v_now, 'acquired', ins.owner, ins.fence, l.resources, NULL, NULL, ins.id FROM ins)
+      SELECT json_build_object('type', 'acquired', 'owner', ins.owner, 'keys', l.keys, 'fence', ins.fence,
+                               'granted', json_build_array(ins.id), 'at', v_now, 'expiresAt', ins.expires_at)
+      INTO v_grant FROM ins;
+      PERFORM pg_notify('hf_' || md5(current_schema()), json_build_object('o', coalesce(p_origin, ''), 'c', v_grant)::text);
+      RETURN json_build_object('value', true,
+        'changes', json_build_array(json_build_object('type', 'released', 'owner', l.owner, 'keys', l.keys, 'fence', l.fence,
+                                                      'granted', '[]'::json, 'at', v_now), v_grant),
+        'roots', '[]'::json, 'tickets', '[]'::json,
+        'nextDue', least(l.next_due, (v_grant->>'expiresAt')::bigint), 'now', v_now);
+    END IF;
   END IF;
   -- Promote them in queue order (as hf_promote does), under the lock already held.
   PERFORM set_config('holdfast.origin', coalesce(p_origin, ''), true),
@@ -219,4 +254,47 @@ BEGIN
     v_changes := v_changes || v_change;
   END LOOP;
   RETURN hf_work(v_changes, '{}', v_deferred);
+END $$;
+
+-- As in migration 8, with each related-key condition split into its index probes (the key and
+-- its ancestors by equality, its descendants by range) instead of OR-ed into one, which the
+-- planner can only answer by reading the whole index. Per resource, in order, stopping at the
+-- first blocker: live conflicting leases and expired ones whose lock-delay still runs, a full
+-- semaphore, recorded lock-delays, earlier live conflicting waiters.
+CREATE OR REPLACE FUNCTION hf_is_blocked(p_resources jsonb, p_seq bigint, p_self text, p_now bigint) RETURNS boolean
+LANGUAGE plpgsql SET jit = off SET enable_seqscan = off AS $$
+DECLARE
+  v_seq bigint := coalesce(p_seq, 9223372036854775807);
+  r record;
+BEGIN
+  FOR r IN SELECT (e->>'key') COLLATE "C" AS key, e->>'mode' = 'shared' AS shared, (e->>'limit')::integer AS lim,
+                  (hf_ancestors(e->>'key') || (e->>'key')) COLLATE "C" AS keys,
+                  ((e->>'key') || '/') COLLATE "C" AS lo, ((e->>'key') || '0') COLLATE "C" AS hi
+           FROM jsonb_array_elements(p_resources) e LOOP
+    IF EXISTS (SELECT 1 FROM held h JOIN leases l ON l.id = h.lease_id
+               WHERE h.key = ANY (r.keys) AND l.id <> p_self
+                 AND ((l.expires_at > p_now AND NOT (r.shared AND h.mode = 'shared'))
+                      OR (l.expires_at <= p_now AND l.lock_delay_ms > 0 AND l.expires_at + l.lock_delay_ms > p_now)))
+       OR EXISTS (SELECT 1 FROM held h JOIN leases l ON l.id = h.lease_id
+                  WHERE h.key > r.lo AND h.key < r.hi AND l.id <> p_self
+                    AND ((l.expires_at > p_now AND NOT (r.shared AND h.mode = 'shared'))
+                         OR (l.expires_at <= p_now AND l.lock_delay_ms > 0 AND l.expires_at + l.lock_delay_ms > p_now)))
+       OR (r.lim IS NOT NULL AND
+           (SELECT count(*) FROM held h JOIN leases l ON l.id = h.lease_id
+            WHERE h.key = r.key AND h.mode = 'shared' AND l.expires_at > p_now AND l.id <> p_self)
+         + (SELECT count(*) FROM waiting w JOIN waiters q ON q.id = w.waiter_id
+            WHERE w.key = r.key AND w.mode = 'shared' AND q.seq < v_seq AND q.id <> p_self
+              AND q.alive_until > p_now AND q.deadline > p_now) >= r.lim)
+       OR EXISTS (SELECT 1 FROM delays d WHERE d.key = ANY (r.keys) AND d.until > p_now)
+       OR EXISTS (SELECT 1 FROM delays d WHERE d.key > r.lo AND d.key < r.hi AND d.until > p_now)
+       OR EXISTS (SELECT 1 FROM waiting w JOIN waiters q ON q.id = w.waiter_id
+                  WHERE w.key = ANY (r.keys) AND q.seq < v_seq AND q.id <> p_self AND q.alive_until > p_now
+                    AND q.deadline > p_now AND NOT (r.shared AND w.mode = 'shared'))
+       OR EXISTS (SELECT 1 FROM waiting w JOIN waiters q ON q.id = w.waiter_id
+                  WHERE w.key > r.lo AND w.key < r.hi AND q.seq < v_seq AND q.id <> p_self AND q.alive_until > p_now
+                    AND q.deadline > p_now AND NOT (r.shared AND w.mode = 'shared')) THEN
+      RETURN true;
+    END IF;
+  END LOOP;
+  RETURN false;
 END $$;
