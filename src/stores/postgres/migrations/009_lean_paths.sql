@@ -18,7 +18,11 @@
 --   full path of migration 5 (`hf_release_full`).
 --   Unlike the full path, neither settles what fell due under the root on unrelated keys: that
 --   is the sweep's work (and a waiter's own poll settles what blocks it), and nothing that is due
---   confers anything meanwhile (every query filters on expiry).
+--   confers anything meanwhile (every query filters on expiry). Nor do they look up the store's
+--   next due time (three index probes, a tenth of the call): a lean grant answers its own lease's
+--   expiry, a lean release nothing. Sweep timers are armed by the answers that do look (every
+--   other operation, sweeps, a queued request's answer: a waiter's process sweeps when its
+--   holder's lease runs out, which is what promotes it then).
 -- * Grant changes carry the new lease's `expiresAt`, so a waiter woken by one has its lease
 --   without another call (the engine places the expiry on its own clock from the store time of
 --   its last answer, see src/engine/wait.ts).
@@ -122,9 +126,7 @@ BEGIN
     'changes', json_build_array(json_build_object('type', 'acquired', 'owner', v_owner, 'keys', json_build_array(v_key),
       'fence', ins.fence, 'granted', json_build_array(v_id), 'at', v_now, 'expiresAt', ins.expires_at)),
     'roots', '[]'::json, 'tickets', '[]'::json,
-    'nextDue', least(ins.expires_at, (SELECT min(expires_at) FROM leases), (SELECT min(least(alive_until, deadline)) FROM waiters),
-                     (SELECT min(until) FROM delays)),
-    'now', v_now)
+    'nextDue', ins.expires_at, 'now', v_now)
   INTO v_out FROM ins;
   IF v_out IS NULL THEN
     RETURN hf_acquire_full(p_request, p_wait_ms, p_waiter_ttl_ms, p_origin)::json;
@@ -157,9 +159,7 @@ BEGIN
                    UNION ALL
                    SELECT w.waiter_id FROM waiting w
                    WHERE w.key >= f.k COLLATE "C" AND w.key < (f.k || '0') COLLATE "C"
-                     AND (w.key = f.k COLLATE "C" OR w.key > (f.k || '/') COLLATE "C")) x) AS waiters,
-         least((SELECT min(expires_at) FROM leases WHERE id <> p_id), (SELECT min(least(alive_until, deadline)) FROM waiters),
-               (SELECT min(until) FROM delays)) AS next_due
+                     AND (w.key = f.k COLLATE "C" OR w.key > (f.k || '/') COLLATE "C")) x) AS waiters
   INTO l FROM gone;
   IF NOT FOUND THEN RETURN hf_release_full(p_id, p_origin)::json; END IF;
 
@@ -167,7 +167,7 @@ BEGIN
     RETURN json_build_object('value', true,
       'changes', json_build_array(json_build_object('type', 'released', 'owner', l.owner, 'keys', l.keys, 'fence', l.fence,
                                                     'granted', '[]'::json, 'at', v_now)),
-      'roots', '[]'::json, 'tickets', '[]'::json, 'nextDue', l.next_due, 'now', v_now);
+      'roots', '[]'::json, 'tickets', '[]'::json, 'nextDue', NULL, 'now', v_now);
   END IF;
   -- The common hand-off: the lease held one key, exclusively, and the first live waiter on a
   -- related key waits for exactly that key, exclusively. Every other candidate is related to the
@@ -199,7 +199,7 @@ BEGIN
         'changes', json_build_array(json_build_object('type', 'released', 'owner', l.owner, 'keys', l.keys, 'fence', l.fence,
                                                       'granted', '[]'::json, 'at', v_now), v_grant),
         'roots', '[]'::json, 'tickets', '[]'::json,
-        'nextDue', least(l.next_due, (v_grant->>'expiresAt')::bigint), 'now', v_now);
+        'nextDue', (v_grant->>'expiresAt')::bigint, 'now', v_now);
     END IF;
   END IF;
   -- Promote them in queue order (as hf_promote does), under the lock already held.
