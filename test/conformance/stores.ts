@@ -5,14 +5,18 @@
  *   memory     a new store object (several `Locks` objects share it through a non-closing wrapper)
  *   sqlite     a new file in its own temp dir, removed afterwards
  *   postgres   a new schema `hf_conf_<random>`, dropped afterwards (4 pool connections per object)
+ *   postgres+pgbouncer
+ *              the same through a PgBouncer in transaction pooling mode (4 server connections
+ *              shared by every object of the test file; LISTEN goes to the server directly, as
+ *              `listenUrl` lets a deployment do), started once per test file
  *   http+memory, http+sqlite
  *              a holdfast server (`buildServer`, on an ephemeral port of 127.0.0.1) over a new
  *              memory store or a new SQLite file; the `Locks` objects talk to it over HTTP
  *
  * `HOLDFAST_CONFORMANCE_STORES` (comma-separated kinds or URLs: `memory,sqlite`,
  * `postgres://127.0.0.1/test`) narrows the matrix; by default it is memory, sqlite, postgres
- * (at `HOLDFAST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`), http+memory
- * and http+sqlite. A store of the
+ * (at `HOLDFAST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`),
+ * postgres+pgbouncer, http+memory and http+sqlite. A store of the
  * matrix that `openLocks` cannot open (for example an unregistered scheme) fails its tests; it is
  * never skipped.
  *
@@ -25,6 +29,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, beforeEach, describe } from 'node:test';
 import { buildServer, openLocks, openStore, type Locks, type LocksOptions, type LockStore } from '../../src/index.js';
+import { startPgBouncer, type PgBouncer } from '../stores/postgres/pgbouncer.js';
 import { ForwardingStore } from './forwarding-store.js';
 
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test';
@@ -52,6 +57,7 @@ function entryOf(spec: string): StoreEntry {
   if (lower === 'sqlite' || lower.startsWith('sqlite:')) return { kind: 'sqlite', url: 'sqlite:', label: 'sqlite', durable: true };
   if (lower === 'postgres' || lower === 'postgresql') return { kind: 'postgres', url: postgresUrl, label: 'postgres', durable: true };
   if (lower.startsWith('postgres://') || lower.startsWith('postgresql://')) return { kind: 'postgres', url: spec, label: 'postgres', durable: true };
+  if (lower === 'postgres+pgbouncer') return { kind: 'postgres', url: postgresUrl, label: 'postgres+pgbouncer', durable: true };
   if (lower === 'http+memory' || lower === 'http+sqlite') return { kind: 'http', url: lower, label: lower, durable: lower === 'http+sqlite' };
   const kind = /^([a-z][a-z0-9+.-]*)(:|$)/i.exec(spec)?.[1]?.toLowerCase() ?? spec;
   return { kind, url: spec, label: kind, durable: DURABLE.has(kind) };
@@ -60,7 +66,7 @@ function entryOf(spec: string): StoreEntry {
 /** The stores to run against, from `HOLDFAST_CONFORMANCE_STORES` or the default five. */
 export function storeMatrix(): StoreEntry[] {
   const raw = process.env['HOLDFAST_CONFORMANCE_STORES'];
-  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'postgres+pgbouncer', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
   return specs.map(entryOf);
 }
 
@@ -169,6 +175,37 @@ async function postgresBackend(url: string): Promise<Backend> {
   };
 }
 
+/** The test file's PgBouncer, started on first use and stopped after the last `describe` that used it. */
+let bouncer: Promise<PgBouncer> | null = null;
+
+async function stopBouncer(): Promise<void> {
+  const running = bouncer;
+  bouncer = null;
+  if (running !== null) await (await running).stop();
+}
+
+/** As postgresBackend, every call through the proxy; only the LISTEN connection goes to the server. */
+async function pgbouncerBackend(url: string): Promise<Backend> {
+  if (bouncer === null) {
+    bouncer = startPgBouncer(url);
+    bouncer.catch(() => (bouncer = null));
+  }
+  const proxy = await bouncer;
+  const schema = `hf_conf_${randomBytes(6).toString('hex')}`;
+  const storeOptions = { schema, poolSize: POSTGRES_POOL_SIZE, listenUrl: url };
+  try {
+    await (await openStore(proxy.url, storeOptions)).close();
+  } catch (error) {
+    await dropSchema(url, schema).catch(() => {});
+    throw error;
+  }
+  return {
+    rawStore: async () => new OnceClosingStore(await openStore(proxy.url, storeOptions)),
+    openLocks: (options) => openLocks(proxy.url, { ...options, storeOptions: { ...storeOptions, ...options.storeOptions } }),
+    dispose: () => dropSchema(url, schema),
+  };
+}
+
 /**
  * A holdfast server of its own over a new memory store or SQLite file, on an ephemeral port.
  * A `reopen()` drops the clients (their connections closed first); the server and its store go on.
@@ -206,7 +243,7 @@ async function openBackend(entry: StoreEntry): Promise<Backend> {
       case 'sqlite':
         return await sqliteBackend();
       case 'postgres':
-        return await postgresBackend(entry.url);
+        return entry.label === 'postgres+pgbouncer' ? await pgbouncerBackend(entry.url) : await postgresBackend(entry.url);
       case 'http':
         return await httpBackend(entry.url === 'http+sqlite' ? 'sqlite' : 'memory');
       default:
@@ -262,6 +299,7 @@ export function describeEachStore(title: string, body: (ctx: StoreContext) => vo
       afterEach(cleanUp);
       // In case a test ended without its afterEach (a skipped or cancelled test).
       after(cleanUp);
+      if (entry.label === 'postgres+pgbouncer') after(stopBouncer);
       beforeEach(async () => {
         await cleanUp();
         session = new Session(await openBackend(entry));

@@ -6,7 +6,9 @@ import type { RequestInput } from '../../../src/model/request.js';
 import type { Resource } from '../../../src/model/types.js';
 import type { PostgresStore } from '../../../src/stores/postgres/store.js';
 import { MIGRATIONS } from '../../../src/stores/postgres/migrations.generated.js';
-import { acquireWaiting, admin, dropSchema, freshSchema, openStore, request, sleep } from './helpers.js';
+import { createPostgresStore } from '../../../src/stores/postgres/store.js';
+import { acquireWaiting, admin, dropSchema, freshSchema, openStore, POSTGRES_URL, request, sleep } from './helpers.js';
+import { startPgBouncer } from './pgbouncer.js';
 
 describe('postgres store: concurrency', () => {
   const schemas: string[] = [];
@@ -47,11 +49,12 @@ describe('postgres store: concurrency', () => {
     }
   });
 
-  test('50 concurrent contenders over many connections never hold conflicting locks', async () => {
+  /** 50 contenders on 3 store objects (8 pooled connections each), 6 rounds each, random shapes. */
+  const contend = async (open: (schema: string) => Promise<PostgresStore>): Promise<void> => {
     const schema = freshSchema();
     schemas.push(schema);
     const stores: PostgresStore[] = [];
-    for (let i = 0; i < 3; i++) stores.push(await openStore(schema, { poolSize: 8 }));
+    for (let i = 0; i < 3; i++) stores.push(await open(schema));
     const shapes: RequestInput['resources'][] = [
       ['ham/a'], ['ham/b'], ['ham'], ['ham/a/x'], [{ key: 'ham/a', mode: 'shared' }], [{ key: 'ham', mode: 'shared' }],
       [{ key: 'ham/b', mode: 'shared', limit: 2 }], ['ham/b', 'hom/c'], ['hom/c'], ['hom/c', 'ham/a/y'],
@@ -112,6 +115,26 @@ describe('postgres store: concurrency', () => {
       assert.deepEqual(table, { locks: [], waiters: [] });
     } finally {
       await Promise.all(stores.map((s) => s.close()));
+    }
+  };
+
+  test('50 concurrent contenders over many connections never hold conflicting locks', async () => {
+    await contend((schema) => openStore(schema, { poolSize: 8 }));
+  });
+
+  test('the same through PgBouncer in transaction pooling mode: 24 client connections share 2 server connections', async () => {
+    // Every call may run on another server connection than the last one of the same client, and
+    // each server connection serves many clients: nothing may depend on session state. Only the
+    // LISTEN connection goes to the server directly (listenUrl).
+    const proxy = await startPgBouncer(POSTGRES_URL, { poolSize: 2 });
+    try {
+      await contend(async (schema) => {
+        const store = createPostgresStore(proxy.url, { schema, poolSize: 8, listenUrl: POSTGRES_URL });
+        await store.ready();
+        return store;
+      });
+    } finally {
+      await proxy.stop();
     }
   });
 });
