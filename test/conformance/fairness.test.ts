@@ -32,6 +32,24 @@ describeEachStore('Fairness', (ctx) => {
     assert.deepEqual(order, Array.from({ length: 100 }, (_, i) => i));
   });
 
+  it('a busy answer names every holder and the first 20 waiters queued ahead, in queue order', TIMEOUT, async () => {
+    const holder = await ctx.open({ owner: 'holder' });
+    const others = await ctx.open();
+    const held = await holder.acquire('queue/listed');
+    const controller = new AbortController();
+    const waiters: Promise<unknown>[] = [];
+    for (let i = 0; i < 25; i++) {
+      waiters.push(background(others.acquire('queue/listed', { owner: `w${i}`, waitMs: 60_000, signal: controller.signal })).catch(() => {}));
+      await waitForWaiters(holder, i + 1);
+    }
+    const busy = await rejectsWith<LockBusyError>(others.acquire('queue/listed', { owner: 'late' }), 'LOCK_BUSY');
+    assert.deepEqual(busy.holders.filter((h) => h.state === 'held').map((h) => h.owner), ['holder']);
+    assert.deepEqual(busy.holders.filter((h) => h.state === 'queued').map((h) => h.owner), Array.from({ length: 20 }, (_, i) => `w${i}`));
+    controller.abort();
+    await Promise.all(waiters);
+    await held.release();
+  });
+
   it('a try-once request fails while a conflicting waiter is queued, though the key is free for it', TIMEOUT, async () => {
     const reader = await ctx.open({ owner: 'reader' });
     const writer = await ctx.open({ owner: 'writer' });

@@ -75,10 +75,12 @@ export function findBlockers(state: TableState, resources: readonly Resource[], 
   });
   if (heldFirst && holders.length > 0) return { holders, lastEnd, firstEnd };
 
-  // Pass 2: earlier waiters, which a request never overtakes.
+  // Pass 2: earlier waiters, which a request never overtakes. Listed: the first QUEUED_LISTED of
+  // them per resource, in queue order (their ends all count for the hints).
   resources.forEach((r, index) => {
     const shared = sameKeyShared[index]!;
-    const queuedShared: Array<{ holder: Holder; drop: number }> = [];
+    const queued: Array<{ holder: Holder; seq: number }> = [];
+    const queuedShared: Array<{ holder: Holder; drop: number; seq: number }> = [];
     for (const { resource: w, waiter } of state.waitingRelatedTo(r.key)) {
       if (waiter.id === selfId || waiter.seq >= seq) continue;
       const holder: Holder = {
@@ -89,25 +91,37 @@ export function findBlockers(state: TableState, resources: readonly Resource[], 
       if (r.mode === 'shared' && w.mode === 'shared') {
         if (w.key !== r.key) continue;
         if (isNew && !sameLimit(w.limit, r.limit)) mismatch(index, r, w.limit);
-        queuedShared.push({ holder, drop });
+        queuedShared.push({ holder, drop, seq: waiter.seq });
         continue;
       }
-      holders.push(holder);
+      queued.push({ holder, seq: waiter.seq });
       ends(drop, false);
     }
+    for (const { holder } of firstInQueue(queued)) holders.push(holder);
     // Held shared holders already block when they alone reach the limit (pass 1).
     if (r.limit !== null && shared.length < r.limit && shared.length + queuedShared.length >= r.limit) {
       for (const { holder, end } of shared) {
         holders.push(holder);
         ends(end, true);
       }
-      for (const { holder, drop } of queuedShared) {
-        holders.push(holder);
-        ends(drop, false);
-      }
+      for (const { drop } of queuedShared) ends(drop, false);
+      for (const { holder } of firstInQueue(queuedShared)) holders.push(holder);
     }
   });
   return { holders, lastEnd, firstEnd };
+}
+
+/**
+ * Queued blockers listed per resource and kind: a request behind 500 waiters is told of the first
+ * 20, not all (answering and carrying the whole queue on every poll would make each call cost as
+ * much as the queue is long). Held blockers and lock-delays are always listed in full. The
+ * PostgreSQL store lists the same (hf_blockers, migration 9).
+ */
+export const QUEUED_LISTED = 20;
+
+function firstInQueue<T extends { seq: number }>(entries: T[]): T[] {
+  if (entries.length <= QUEUED_LISTED) return entries.sort((a, b) => a.seq - b.seq);
+  return entries.sort((a, b) => a.seq - b.seq).slice(0, QUEUED_LISTED);
 }
 
 function heldHolder(r: Resource, owner: string, acquiredAt: number, expiresAt: number, metadata: Record<string, unknown>): Holder {
