@@ -211,7 +211,10 @@ export class PostgresStore implements LockStore {
 
   /** A writing operation: its value, after publishing its changes and following up its deferred work. */
   async #write(fn: string, args: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
-    const result = (await this.#query(fn, [...args, this.#origin], signal)) as SqlResult;
+    let result = (await this.#query(fn, [...args, this.#origin], signal)) as SqlResult & { retry?: boolean };
+    // A lean call (hf_acquire, hf_release) that needs the full one answers `retry` instead of
+    // upgrading its path locks (migration 9); the full call runs in a transaction of its own.
+    if (result.retry === true) result = (await this.#query(`${fn}_full`, [...args, this.#origin], signal)) as SqlResult;
     this.#absorb(result);
     return result.value;
   }

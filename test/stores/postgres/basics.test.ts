@@ -218,6 +218,7 @@ describe('postgres store: options and failures', () => {
       await (await openStore(schema, { listen: false })).close();
       await admin(`DELETE FROM ${q}.migrations WHERE version = 9;
         DROP FUNCTION ${q}.hf_acquire(jsonb, bigint, bigint, text); DROP FUNCTION ${q}.hf_release(text, text);
+        DROP FUNCTION ${q}.hf_lock_path(text); DROP FUNCTION ${q}.hf_retry(bigint);
         ALTER FUNCTION ${q}.hf_acquire_full(jsonb, bigint, bigint, text) RENAME TO hf_acquire;
         ALTER FUNCTION ${q}.hf_release_full(text, text) RENAME TO hf_release`);
       const stale = createPostgresStore(POSTGRES_URL, { schema, migrate: false, listen: false });

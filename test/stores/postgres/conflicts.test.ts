@@ -4,7 +4,7 @@ import { InvalidRequestError } from '../../../src/model/errors.js';
 import type { RequestInput } from '../../../src/model/request.js';
 import type { PostgresStore } from '../../../src/stores/postgres/store.js';
 import type { AcquireOutcome } from '../../../src/stores/store.js';
-import { dropSchema, freshSchema, openStore, request, sleep } from './helpers.js';
+import { dropSchema, freshSchema, holdPath, openStore, request, sleep } from './helpers.js';
 
 const wait = { waitMs: 10_000, waiterTtlMs: 10_000 };
 const once = { waitMs: 0, waiterTtlMs: 5000 };
@@ -30,6 +30,31 @@ describe('postgres store: conflicts, queue, time', () => {
     if (w.status === 'busy') assert.deepEqual(w.holders.map((h) => h.owner).sort(), ['r1', 'r2']);
     assert.equal((await tryOnce({ owner: 'e', resources: ['sx/e'] })).status, 'granted');
     assert.equal((await tryOnce({ owner: 'e2', resources: [{ key: 'sx/e', mode: 'shared' }] })).status, 'busy');
+  });
+
+  test('path locks: operations on sibling keys under one root run at once; on the key, an ancestor or a descendant they wait', async () => {
+    // An open transaction holds the path locks of pl/a/b (pl and pl/a shared, pl/a/b exclusive), as
+    // a lean acquire or release of that key does while it runs.
+    const held = await holdPath(schema, 'pl/a/b');
+    const settled = (p: Promise<unknown>): Promise<boolean> => Promise.race([p.then(() => true), sleep(300).then(() => false)]);
+    let waiting: Array<Promise<AcquireOutcome>> = [];
+    try {
+      // Siblings and cousins: granted while the path is held.
+      for (const key of ['pl/a/c', 'pl/b', 'pl/c/d']) assert.equal((await tryOnce({ owner: 'sib', resources: [key] })).status, 'granted', key);
+      // The key itself, a descendant, an ancestor, the root, a request under the root that takes
+      // the full path (shared): each waits for the transaction.
+      waiting = ['pl/a/b', 'pl/a/b/c', 'pl/a', 'pl'].map((key) => tryOnce({ owner: 'rel', resources: [key] }));
+      waiting.push(tryOnce({ owner: 'full', resources: [{ key: 'pl/z', mode: 'shared' }] }));
+      for (const [i, p] of waiting.entries()) assert.equal(await settled(p), false, `request ${i} did not wait for the path locks`);
+    } finally {
+      await held.release();
+    }
+    const statuses = (await Promise.all(waiting)).map((o) => o.status);
+    // Once free, each is decided against what is held then: pl/a and pl conflict with the granted
+    // siblings, one of pl/a/b and pl/a/b/c gets in first and the other is busy, and the shared
+    // pl/z conflicts with nothing held.
+    assert.deepEqual(statuses.slice(2), ['busy', 'busy', 'granted'], JSON.stringify(statuses));
+    assert.deepEqual(statuses.slice(0, 2).sort(), ['busy', 'granted'], JSON.stringify(statuses));
   });
 
   test('ancestors and descendants conflict unless both are shared; siblings never', async () => {

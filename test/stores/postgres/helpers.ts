@@ -56,6 +56,21 @@ export async function holdRoot(schema: string, root: string): Promise<{ release:
   };
 }
 
+/** Holds the path locks of `key` (migration 9: its ancestors shared, the key exclusive) in an open transaction. */
+export async function holdPath(schema: string, key: string): Promise<{ release: () => Promise<void> }> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query(`SELECT set_config('search_path', $1, true)`, [pg.escapeIdentifier(schema)]);
+  await client.query(`SELECT ${pg.escapeIdentifier(schema)}.hf_lock_path($1)`, [key]);
+  return {
+    release: async () => {
+      await client.query('COMMIT');
+      await client.end();
+    },
+  };
+}
+
 /** Terminates the server processes of every connection named `applicationName`; their pids. */
 export async function terminateConnections(applicationName: string): Promise<number[]> {
   const rows = await admin<{ pid: number }>(

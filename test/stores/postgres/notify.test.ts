@@ -137,7 +137,9 @@ describe('postgres store: work under a root another transaction holds is deferre
     await client.connect();
     const acquire = async (owner: string, key: string): Promise<Record<string, unknown>> => {
       const req = request({ owner, resources: [key] });
-      const { rows } = await client.query(`SELECT ${schema}.hf_acquire($1, 0, 5000, 'test') AS r`, [JSON.stringify(req)]);
+      // The full path (what the store sends when the lean call answers `retry`: here, an expired
+      // lease on the key).
+      const { rows } = await client.query(`SELECT ${schema}.hf_acquire_full($1, 0, 5000, 'test') AS r`, [JSON.stringify(req)]);
       return rows[0].r as Record<string, unknown>;
     };
     try {

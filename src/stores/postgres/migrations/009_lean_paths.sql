@@ -3,19 +3,35 @@
 -- Same algorithm, same guarantees; the common case costs a few statements instead of a few
 -- dozen. Inputs and outputs of hf_acquire and hf_release are those of migration 5 (hf_result).
 --
+-- * PATH LOCKS. The lean paths serialize on the key's path rather than on its root (the full
+--   paths keep migration 2's exclusive root locks): an operation on one key K = r/a/b takes the
+--   advisory locks of its proper ancestors SHARED (r, then r/a) and K's own EXCLUSIVE, root
+--   first (a root-level key takes its root exclusive, as the full paths do). Two such operations
+--   conflict exactly when their keys are equal or one is an ancestor of the other (the other's
+--   shared lock on it against its exclusive one); siblings under one root run in parallel. Any
+--   full operation on the root takes the root exclusive, against every shared root lock. Every
+--   transaction takes its locks root first, ancestors before descendants, so none waits for a
+--   lock while holding a deeper one another waits on: no deadlock. A lean call that finds,
+--   under its path locks, that it needs more than they cover never upgrades them (which could
+--   deadlock against another shared holder): it answers `retry` and the store sends the full
+--   call in a new transaction.
 -- * hf_acquire: a request for one exclusive key without a requestId (what `locks.acquire(key)`
---   sends) takes the root's advisory lock, reads the clock and asks ONE question: is there any
+--   sends) takes the key's path locks, reads the clock and asks ONE question: is there any
 --   row at all, live or not, on the key, an ancestor or a descendant (leases' keys, waiters'
 --   keys, lock-delays), and is the id unused? A row that is not live yet not settled (expired,
 --   timed out, delay over) only sends the request down the full path, which settles it first;
 --   so when the answer is "nothing there", nothing can block the request, and it is granted in
---   one statement. Every other request (several keys, shared, a requestId, anything related in
---   the table, bad input) takes the full path of migration 8 (`hf_acquire_full`), which takes
---   the same lock again (advisory locks are re-entrant) and decides as before.
--- * hf_release: a lease under one root is ended in one statement (lease row, key rows by
---   cascade, history event) under that root's lock; promotion runs only when a waiter waits on a
---   related key. Anything else (a lease under several roots, an unknown or expired id) takes the
---   full path of migration 5 (`hf_release_full`).
+--   one statement. Every other request (several keys, shared, a requestId, bad input) takes the
+--   full path of migration 8 (`hf_acquire_full`) at once; one that finds something related in
+--   the table takes it too: in the same transaction for a root-level key (the root lock is
+--   re-entrant), through `retry` for a deeper one.
+-- * hf_release: a lease of one key (under its path locks) or of several keys under one root
+--   (under the root lock) is ended in one statement (lease row, key rows by cascade, history
+--   event); promotion runs only when a waiter waits on a related key, and a hand-off to the
+--   next waiter of exactly that key is one statement more. Other promotions try the locks they
+--   need and leave what they can't take to the store's follow-up (migration 4). An unknown id, a
+--   lease under several roots or one that ran out takes the full path of migration 5
+--   (`hf_release_full`): at once when that is known before locking, else through `retry`.
 --   Unlike the full path, neither settles what fell due under the root on unrelated keys: that
 --   is the sweep's work (and a waiter's own poll settles what blocks it), and nothing that is due
 --   confers anything meanwhile (every query filters on expiry). Nor do they look up the store's
@@ -51,6 +67,23 @@ ALTER FUNCTION hf_follow_up(text[], text[], text) SET enable_seqscan = off;
 
 ALTER FUNCTION hf_acquire(jsonb, bigint, bigint, text) RENAME TO hf_acquire_full;
 ALTER FUNCTION hf_release(text, text) RENAME TO hf_release_full;
+
+-- Takes the path locks of one key (see the top of this file): the proper ancestors shared, root
+-- first, then the key exclusive. A root-level key: its root exclusive.
+CREATE FUNCTION hf_lock_path(p_key text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF strpos(p_key, '/') > 0 THEN
+    PERFORM pg_advisory_xact_lock_shared(s.id)
+    FROM (SELECT hf_lock_id(a) AS id FROM unnest(hf_ancestors(p_key)) WITH ORDINALITY AS t(a, o) ORDER BY o) s;
+  END IF;
+  PERFORM pg_advisory_xact_lock(hf_lock_id(p_key));
+END $$;
+
+-- The answer of a lean call that needs the full one, sent by the store in a new transaction.
+CREATE FUNCTION hf_retry(p_now bigint) RETURNS json LANGUAGE sql STABLE AS $$
+  SELECT json_build_object('retry', true, 'value', NULL, 'changes', '[]'::json, 'roots', '[]'::json,
+                           'tickets', '[]'::json, 'nextDue', NULL, 'now', p_now)
+$$;
 
 CREATE FUNCTION hf_acquire(p_request jsonb, p_wait_ms bigint, p_waiter_ttl_ms bigint, p_origin text)
 RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
@@ -97,7 +130,7 @@ BEGIN
   v_hi := v_key || '0';
   v_resources := jsonb_build_array(jsonb_build_object('key', v_key, 'mode', 'exclusive', 'limit', NULL));
 
-  PERFORM pg_advisory_xact_lock(hf_lock_id(v_root));
+  PERFORM hf_lock_path(v_key);
   v_now := hf_now();
   -- A new statement, so a new snapshot: it sees everything committed under the root's lock. It
   -- grants only when no row at all is on the key, an ancestor or a descendant, and the id is new.
@@ -129,23 +162,34 @@ BEGIN
     'nextDue', ins.expires_at, 'now', v_now)
   INTO v_out FROM ins;
   IF v_out IS NULL THEN
-    RETURN hf_acquire_full(p_request, p_wait_ms, p_waiter_ttl_ms, p_origin)::json;
+    -- Something related is in the table. Under the root's own lock the full path may run here;
+    -- under path locks it needs the root exclusive, which only a new transaction may take.
+    IF v_key = v_root THEN RETURN hf_acquire_full(p_request, p_wait_ms, p_waiter_ttl_ms, p_origin)::json; END IF;
+    RETURN hf_retry(v_now);
   END IF;
   RETURN v_out;
 END $$;
 
 CREATE FUNCTION hf_release(p_id text, p_origin text) RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
+  v_path text;  -- the lease's one key (path locks), or NULL (root lock)
+  v_root text;
   v_now bigint;
   v_work jsonb;
   v_next record;
   v_grant json;
   l record;
 BEGIN
-  -- Roots never change, so they may be read by the statement that takes their lock; the lease
-  -- itself is read again (deleted) by the next statement, under the lock.
-  PERFORM pg_advisory_xact_lock(hf_lock_id(roots[1])) FROM leases WHERE id = p_id AND cardinality(roots) = 1;
+  -- A lease's keys never change, so they may be read before their locks are taken; the lease
+  -- itself is read again (deleted) by a later statement, under the locks.
+  SELECT CASE WHEN jsonb_array_length(resources) = 1 THEN resources->0->>'key' END, roots[1]
+  INTO v_path, v_root FROM leases WHERE id = p_id AND cardinality(roots) = 1;
   IF NOT FOUND THEN RETURN hf_release_full(p_id, p_origin)::json; END IF;
+  IF v_path IS NOT NULL THEN
+    PERFORM hf_lock_path(v_path);
+  ELSE
+    PERFORM pg_advisory_xact_lock(hf_lock_id(v_root));
+  END IF;
   v_now := hf_now();
   WITH gone AS (DELETE FROM leases WHERE id = p_id AND expires_at > v_now RETURNING id, owner, fence, resources, roots),
   ev AS (INSERT INTO history (at, type, owner, fence, resources, by, reason, lease_id)
@@ -161,7 +205,11 @@ BEGIN
                    WHERE w.key >= f.k COLLATE "C" AND w.key < (f.k || '0') COLLATE "C"
                      AND (w.key = f.k COLLATE "C" OR w.key > (f.k || '/') COLLATE "C")) x) AS waiters
   INTO l FROM gone;
-  IF NOT FOUND THEN RETURN hf_release_full(p_id, p_origin)::json; END IF;
+  IF NOT FOUND THEN
+    -- It ran out (or ended) meanwhile: the full path settles it, under the root exclusive.
+    IF v_path IS NULL OR v_path = v_root THEN RETURN hf_release_full(p_id, p_origin)::json; END IF;
+    RETURN hf_retry(v_now);
+  END IF;
 
   IF l.waiters IS NULL THEN
     RETURN json_build_object('value', true,
@@ -203,8 +251,10 @@ BEGIN
     END IF;
   END IF;
   -- Promote them in queue order (as hf_promote does), under the lock already held.
+  -- Under path locks nothing counts as locked: every candidate's roots are tried (never waited
+  -- for), and a candidate whose locks are busy is left to the follow-up.
   PERFORM set_config('holdfast.origin', coalesce(p_origin, ''), true),
-          set_config('holdfast.locked', l.roots::text, true);
+          set_config('holdfast.locked', CASE WHEN v_path IS NULL OR v_path = v_root THEN l.roots ELSE '{}' END::text, true);
   v_work := hf_promote_ids(l.waiters, v_now);
   RETURN hf_result('true', hf_merge(hf_work(jsonb_build_array(hf_change('released', l.owner, l.keys, l.fence, NULL, v_now))), v_work),
                    v_now)::json;
