@@ -130,6 +130,13 @@ BEGIN
   v_hi := v_key || '0';
   v_resources := jsonb_build_array(jsonb_build_object('key', v_key, 'mode', 'exclusive', 'limit', NULL));
 
+  -- Under a root's own lock the full path can follow in this transaction; under path locks it
+  -- could not (see the top). So a deeper key that is plainly taken or queued for (the common
+  -- contended case) goes to the full path before any lock; what this look misses is caught under
+  -- the locks below and answered `retry`.
+  IF v_key <> v_root AND (EXISTS (SELECT 1 FROM held WHERE key = v_key) OR EXISTS (SELECT 1 FROM waiting WHERE key = v_key)) THEN
+    RETURN hf_acquire_full(p_request, p_wait_ms, p_waiter_ttl_ms, p_origin)::json;
+  END IF;
   PERFORM hf_lock_path(v_key);
   v_now := hf_now();
   -- A new statement, so a new snapshot: it sees everything committed under the root's lock. It
