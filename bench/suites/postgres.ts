@@ -3,8 +3,9 @@
  * concurrent callers (each caller on its own key), holdfast's postgres store against a naive
  * single-table lock (`INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE expired` + `DELETE`; same
  * durability, same pool size) and `pg_try_advisory_lock` / `pg_advisory_unlock` (not durable: a
- * reference floor). holdfast serializes operations per key root (the first `/` segment), so 32
- * callers are measured on 32 roots and on 32 keys under one root.
+ * reference floor). holdfast's full paths serialize operations per key root (the first `/`
+ * segment) and its lean paths per key path (migration 9), so 32 callers are measured on 32 roots
+ * and on 32 keys under one root.
  *
  * Holdfast's hand-off latency on Postgres is measured by the `handoff` suite; when that suite is
  * not part of the run, this one measures it for holdfast alone. Everything runs in fresh schemas,

@@ -1,8 +1,10 @@
 /**
  * `postgres://`: the production store. The lock-table algorithm of `src/stores/table/` runs in
  * PostgreSQL itself, as plpgsql functions (migrations/*.sql), so each operation is one call, one
- * round trip, one READ COMMITTED transaction, serialized against exactly the transactions it can
- * conflict with by advisory locks on the keys' root segments (see migrations/002_core.sql).
+ * round trip, one READ COMMITTED transaction, serialized against the transactions it can conflict
+ * with by advisory locks: on the keys' root segments (migrations/002_core.sql), or for the lean
+ * acquire and release of one key on its path (migrations/009_lean_paths.sql; such a call may
+ * answer `retry`, and the full call follows in a transaction of its own).
  * Time is the database clock; fences come from a sequence and survive restarts.
  *
  * Wake-ups: a grant of a queued ticket made by any process is sent with `pg_notify`; one
