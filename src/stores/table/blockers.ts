@@ -115,7 +115,7 @@ export function findBlockers(state: TableState, resources: readonly Resource[], 
  * Queued blockers listed per resource and kind: a request behind 500 waiters is told of the first
  * 20, not all (answering and carrying the whole queue on every poll would make each call cost as
  * much as the queue is long). Held blockers and lock-delays are always listed in full. The
- * PostgreSQL store lists the same (hf_blockers, migration 9).
+ * PostgreSQL store lists the same (hf_blockers, migration 10).
  */
 export const QUEUED_LISTED = 20;
 
