@@ -213,21 +213,21 @@ describe('postgres store: options and failures', () => {
     const schema = freshSchema();
     const q = pg.escapeIdentifier(schema);
     try {
-      // A schema as migration 8 left it (migration 9's lean functions removed, the full ones
-      // under their old names again; migration 10 only replaces functions, so running it again
-      // is what the script does either way).
+      // A schema as migration 10 left it: key rows with their foreign key (migration 11 only
+      // drops it and replaces functions, which the script does again either way).
       await (await openStore(schema, { listen: false })).close();
-      await admin(`DELETE FROM ${q}.migrations WHERE version IN (9, 10);
-        DROP FUNCTION ${q}.hf_acquire(jsonb, bigint, bigint, text); DROP FUNCTION ${q}.hf_release(text, text);
-        DROP FUNCTION ${q}.hf_lock_path(text); DROP FUNCTION ${q}.hf_retry(bigint);
-        ALTER FUNCTION ${q}.hf_acquire_full(jsonb, bigint, bigint, text) RENAME TO hf_acquire;
-        ALTER FUNCTION ${q}.hf_release_full(text, text) RENAME TO hf_release`);
+      await admin(`DELETE FROM ${q}.migrations WHERE version = 11;
+        ALTER TABLE ${q}.held ADD CONSTRAINT held_lease_id_fkey FOREIGN KEY (lease_id) REFERENCES ${q}.leases (id) ON DELETE CASCADE`);
       const stale = createPostgresStore(POSTGRES_URL, { schema, migrate: false, listen: false });
-      await assert.rejects(stale.list(), /at migration 8, this holdfast needs 10/);
+      await assert.rejects(stale.list(), /at migration 10, this holdfast needs 11/);
       await stale.close();
-      const script = migrationScript(schema, 8);
-      assert.doesNotMatch(script, /-- migration [1-8]:/);
+      const script = migrationScript(schema, 10);
+      assert.doesNotMatch(script, /-- migration ([1-9]|10):/);
+      assert.match(script, /-- migration 11:/);
       await admin(`BEGIN; ${script} COMMIT;`);
+      const [fk] = await admin<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_constraint WHERE conrelid = '${q}.held'::regclass AND contype = 'f'`);
+      assert.equal(fk!.n, '0', 'the script dropped the foreign key');
       const store = await openStore(schema, { migrate: false, listen: false });
       assert.equal((await store.acquire(request({ owner: 'o', resources: ['up/k'] }), once)).status, 'granted');
       assert.equal(typeof (await store.sweep()), 'number', 'the live lease is the next due item');
