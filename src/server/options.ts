@@ -35,6 +35,12 @@ export interface ServerOptions {
   heartbeatMs?: Duration;
   /** Events kept for clients that reconnect with `Last-Event-ID`. @default 1000 */
   eventBufferSize?: number;
+  /**
+   * While somebody follows `/v1/events`, how often the server reads the store's history for what
+   * other processes sharing the store did (their acquires, releases, expiries), to stream it too.
+   * Not done for the memory store. @default 1000
+   */
+  followIntervalMs?: Duration;
   /** A waiting client whose server stopped checking in for this long loses its queue place. @default 5000 */
   waiterTtlMs?: Duration;
   /** pino log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. @default 'info' */
@@ -56,6 +62,7 @@ export interface ResolvedServerOptions {
   sweepIntervalMs: number;
   heartbeatMs: number;
   eventBufferSize: number;
+  followIntervalMs: number;
   waiterTtlMs: number;
   logLevel: string;
   logStream: NodeJS.WritableStream | undefined;
@@ -73,6 +80,7 @@ export const SERVER_DEFAULTS = Object.freeze({
   sweepIntervalMs: 1000,
   heartbeatMs: 15_000,
   eventBufferSize: 1000,
+  followIntervalMs: 1000,
   waiterTtlMs: 5000,
   logLevel: 'info',
 });
@@ -80,7 +88,7 @@ export const SERVER_DEFAULTS = Object.freeze({
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 const OPTION_NAMES = new Set([
   'store', 'storeOptions', 'tokens', 'maxWaitMs', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'sweepIntervalMs',
-  'heartbeatMs', 'eventBufferSize', 'waiterTtlMs', 'logLevel', 'logStream', 'webRoot', 'host', 'port', 'signals',
+  'heartbeatMs', 'eventBufferSize', 'followIntervalMs', 'waiterTtlMs', 'logLevel', 'logStream', 'webRoot', 'host', 'port', 'signals',
 ]);
 
 function integerIn(value: unknown, field: string, min: number, max: number): number {
@@ -116,6 +124,7 @@ export function resolveServerOptions(options: ServerOptions): ResolvedServerOpti
     sweepIntervalMs: ms(options.sweepIntervalMs, SERVER_DEFAULTS.sweepIntervalMs, 'sweepIntervalMs', 10, 3_600_000),
     heartbeatMs: ms(options.heartbeatMs, SERVER_DEFAULTS.heartbeatMs, 'heartbeatMs', 10, 3_600_000),
     eventBufferSize: options.eventBufferSize === undefined ? SERVER_DEFAULTS.eventBufferSize : integerIn(options.eventBufferSize, 'eventBufferSize', 1, 1_000_000),
+    followIntervalMs: ms(options.followIntervalMs, SERVER_DEFAULTS.followIntervalMs, 'followIntervalMs', 50, 3_600_000),
     waiterTtlMs: ms(options.waiterTtlMs, SERVER_DEFAULTS.waiterTtlMs, 'waiterTtlMs', 300, 600_000),
     logLevel,
     logStream: options.logStream,

@@ -21,6 +21,7 @@ import { BorrowedStore } from './borrowed-store.js';
 import { markStart, RecentGrants, setPrincipal, type RouteSpec, type ServerContext } from './context.js';
 import { errorHandler, schemaError, sendError } from './errors.js';
 import { EventHub } from './events.js';
+import { HistoryFollower } from './follower.js';
 import { ServerMetrics } from './metrics.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { redactUrl } from './present.js';
@@ -78,10 +79,20 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   }
   const hub = new EventHub(resolved.eventBufferSize);
   const metrics = new ServerMetrics(store, () => hub.subscribers);
+  // What other processes sharing the store did reaches this server through the history.
+  const follower = store.info.kind === 'memory' ? null : new HistoryFollower({
+    store, intervalMs: resolved.followIntervalMs, active: () => hub.subscribers > 0,
+    publish: (change) => hub.publish(change),
+    onError: (error) => {
+      metrics.storeError();
+      app.log.warn({ err: error }, 'reading the history for other processes\' changes failed');
+    },
+  });
   const unwatch = store.watch((change) => {
     metrics.observeChange(change);
-    hub.publish(change);
+    if (follower === null || follower.noteLocal(change)) hub.publish(change);
   });
+  follower?.start();
   const shutdown = new AbortController();
   const ctx: ServerContext = { locks, store, hub, metrics, options: resolved, shutdown: shutdown.signal, waits: new Map(), recent: new RecentGrants() };
 
@@ -138,6 +149,7 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
 
   app.addHook('preClose', async () => {
     clearInterval(sweeper);
+    follower?.stop();
     shutdown.abort(new StoreUnavailableError('the server is shutting down'));
   });
   app.addHook('onClose', async () => {
