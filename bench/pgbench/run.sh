@@ -21,8 +21,9 @@ fresh() {
     await pool.end();" "$url"
 }
 trap 'psql "$url" -qc "DROP SCHEMA IF EXISTS hf_pgbench CASCADE" >/dev/null 2>&1 || true' EXIT
-for script in pair naive handoff; do
+for script in pair naive handoff floor; do
   fresh
+  if [ "$script" = floor ]; then psql "$url" -q -v ON_ERROR_STOP=1 -f bench/pgbench/floor-functions.sql >/dev/null; fi
   echo "== $script ($seconds s, 1 client)"
   "$pgbench" -n -M prepared -r -c 1 -T "$seconds" -f "bench/pgbench/$script.sql" "$url" 2>&1 \
     | grep -E '^(tps|latency average)|^ +[0-9.]+ +[0-9]+ +[A-Z]' | sed -E 's/(.{110}).*/\1…/'
