@@ -40,6 +40,7 @@ export class HistoryFollower {
   #seen: Set<number> | null = null;
   #timer: NodeJS.Timeout | null = null;
   #reading = false;
+  #stopped = false;
 
   constructor(options: HistoryFollowerOptions) {
     this.#options = options;
@@ -73,13 +74,14 @@ export class HistoryFollower {
   }
 
   stop(): void {
+    this.#stopped = true;
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
   }
 
   /** One read of the history (the timer's work; tests call it directly). */
   async tick(): Promise<void> {
-    if (this.#reading) return;
+    if (this.#reading || this.#stopped) return;
     if (!this.#options.active()) {
       // Nobody follows: what happens meanwhile is not streamed; start afresh when somebody does.
       this.#seen = null;
@@ -88,6 +90,7 @@ export class HistoryFollower {
     this.#reading = true;
     try {
       const window = await this.#window();
+      if (this.#stopped) return;
       const seen = this.#seen;
       this.#seen = new Set(window.map((e) => e.id));
       // The first window after a start is the past: a follower's baseline, not news.
@@ -103,7 +106,8 @@ export class HistoryFollower {
         });
       }
     } catch (error) {
-      this.#options.onError(error);
+      // A read cut off by the server's shutdown (the store closing) is not a failure.
+      if (!this.#stopped) this.#options.onError(error);
     } finally {
       this.#reading = false;
     }
