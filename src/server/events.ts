@@ -73,8 +73,12 @@ export class EventHub {
     return { id: `${this.#boot}.${this.#seq}`, type: 'reset', keys: [], owner: '', fence: null, at: new Date().toISOString() };
   }
 
+  /** Called whenever the first subscriber arrives (nobody followed before). */
+  onFirstSubscriber: (() => void) | null = null;
+
   subscribe(subscriber: Subscriber): () => void {
     this.#subscribers.add(subscriber);
+    if (this.#subscribers.size === 1) this.onFirstSubscriber?.();
     return () => {
       this.#subscribers.delete(subscriber);
     };

@@ -79,7 +79,7 @@ export class HistoryFollower {
     this.#timer = null;
   }
 
-  /** One read of the history (the timer's work; tests call it directly). */
+  /** One read of the history: the timer's work, and the server's when the first follower arrives. */
   async tick(): Promise<void> {
     if (this.#reading || this.#stopped) return;
     if (!this.#options.active()) {

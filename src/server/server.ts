@@ -93,6 +93,8 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
     if (follower === null || follower.noteLocal(change)) hub.publish(change);
   });
   follower?.start();
+  // The first follower's baseline is read at once, so what others do from then on is streamed.
+  if (follower !== null) hub.onFirstSubscriber = () => void follower.tick();
   const shutdown = new AbortController();
   const ctx: ServerContext = { locks, store, hub, metrics, options: resolved, shutdown: shutdown.signal, waits: new Map(), recent: new RecentGrants() };
 
