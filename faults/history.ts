@@ -74,9 +74,8 @@ export interface ProcessEvent {
   stderr?: string;
 }
 
-/** One accepted write, as the register table keeps it (`seq` is the register's commit order per key). */
-export interface RegisterRow {
-  seq: number;
+/** One write sent to the register. */
+export interface RegisterWrite {
   key: string;
   fence: number;
   mode: Mode;
@@ -85,6 +84,11 @@ export interface RegisterRow {
   lease: string;
   /** The write op. */
   op: string;
+}
+
+/** One accepted write, as the register table keeps it (`seq` is the register's commit order per key). */
+export interface RegisterRow extends RegisterWrite {
+  seq: number;
 }
 
 /** The register's current value of a key: the last write it accepted. */

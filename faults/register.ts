@@ -12,18 +12,9 @@
 import pg from 'pg';
 import { ensurePostgresFenceTable, fencedWritePostgres } from '../src/fencing/postgres.js';
 import type { Mode } from '../src/model/types.js';
-import type { RegisterRow, RegisterValue } from './history.js';
+import type { RegisterRow, RegisterValue, RegisterWrite } from './history.js';
 
 export const DEFAULT_REGISTER_URL = 'postgres://postgres@127.0.0.1:5432/test';
-
-export interface WriteInput {
-  key: string;
-  fence: number;
-  mode: Mode;
-  writer: string;
-  lease: string;
-  op: string;
-}
 
 export type WriteOutcome = { accepted: true; seq: number } | { accepted: false; highest: number };
 
@@ -51,7 +42,7 @@ export class Register {
   }
 
   /** One fenced write of `key`: refused if a higher fence was accepted for it before. */
-  async write(input: WriteInput): Promise<WriteOutcome> {
+  async write(input: RegisterWrite): Promise<WriteOutcome> {
     const s = this.#schema;
     const result = await fencedWritePostgres(this.pool, { resource: input.key, fence: input.fence, table: `${s}.fences` }, async (client) => {
       const { rows } = await client.query(

@@ -16,11 +16,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { PrivateCluster, clusterUnavailable } from './cluster.js';
+import { PrivateCluster, clusterUnavailable, freePort } from './cluster.js';
 
 export interface StackOptions {
   runId: string;
@@ -50,15 +49,6 @@ const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 /** `application_name` of a worker's store connections (its LISTEN connection adds ` listen`). */
 export const appName = (runId: string, worker: string): string => `hf-faults ${runId} ${worker}`;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (typeof address !== 'object' || address === null) throw new Error('no free port');
-  return address.port;
-}
 
 async function adminQuery(url: string, text: string, values: unknown[] = []): Promise<pg.QueryResultRow[]> {
   const client = new pg.Client({ connectionString: url, application_name: 'hf-faults admin', connectionTimeoutMillis: 10_000 });

@@ -17,9 +17,6 @@
 -- Inputs and outputs are unchanged: hf_release(id, origin) returns the json of migration 9.
 
 ALTER TABLE held DROP CONSTRAINT held_lease_id_fkey;
--- Any key row left by a lease deleted before this migration ran without its cascade: none can
--- exist (the constraint held until this statement), so this only documents the invariant.
-DELETE FROM held h WHERE NOT EXISTS (SELECT 1 FROM leases l WHERE l.id = h.lease_id);
 
 -- As in migration 2, deleting the lease's key rows itself.
 CREATE OR REPLACE FUNCTION hf_end_lease(l leases, p_type text, p_reason text, p_by text, p_at bigint, p_delay boolean, p_now bigint)
