@@ -6,8 +6,9 @@
  * Waiting happens on the server. `acquire` called with a `signal` (as `Locks` always calls it)
  * sends `waitMs` and the server holds the request open until it grants, times out (409
  * WAIT_TIMEOUT, thrown as `WaitTimeoutError`) or cuts the wait at its own maximum (the answer says
- * `maxWaitMs`; the client then sends the request again for the rest of its wait, re-entering the
- * queue at its end). So it only ever returns `granted` or `busy`. Aborting the signal aborts the
+ * `maxWaitMs`; the client then sends the same request, with the same id, again for the rest of its
+ * wait, and the server, which kept it queued, goes on in the same queue place: see
+ * ../server/long-waits.ts). So it only ever returns `granted` or `busy`. Aborting the signal aborts the
  * HTTP request and cancels the wait by the request's id (`DELETE /v1/tickets/{id}`), answered
  * once the server has left the queue and released a lease granted at that moment: when
  * `acquire` rejects, nothing of the request is left.
@@ -160,6 +161,8 @@ export class HttpStore implements LockStore {
       if (error instanceof WaitTimeoutError) {
         const cut = (answer.body as { error?: { maxWaitMs?: unknown } }).error?.maxWaitMs !== undefined;
         if (cut && deadline - performance.now() > REWAIT_SLACK_MS) continue;
+        // The server keeps a cut request queued for us: not coming back, we end it now.
+        if (cut) await this.#cancelWait(request.id);
         throw new WaitTimeoutError({
           holders: error.holders, retryAfterMs: error.retryAfterMs, now: nowOf(answer), waitedMs: Math.round(performance.now() - calledAt),
         });

@@ -4,7 +4,9 @@
  * or until its heartbeat is due, whichever comes first; on stores whose pushes only reach this
  * process it also polls with backoff. On timeout or abort it leaves the queue; a lease granted at
  * that moment is released by the store, never stranded. A wait that joined another call's queue
- * place through `requestId` never cancels it: that place belongs to the first call.
+ * place through `requestId` never cancels it: that place belongs to the first call. A wait with
+ * `stayQueued` (a server holding a long wait open for at most its maximum) does not leave on
+ * timeout either: the place is kept for the client's next call, and `onTicket` has said which.
  *
  * A grant pushed with the new lease's fence and expiry ends the wait without a poll: the lease is
  * the waiter's own request plus those. Its expiry is placed on this process's monotonic clock
@@ -35,6 +37,15 @@ export interface WaitInput {
   /** performance.now() when that call was sent. */
   sentAt: number;
   signal: AbortSignal | undefined;
+  /**
+   * At the end of `waitMs`, throw `WAIT_TIMEOUT` but stay in the queue (the store's wait ends at
+   * `queueDeadline`). An abort still leaves. @default false
+   */
+  stayQueued?: boolean | undefined;
+  /** performance.now() at which the store's wait ends, for a re-queue. @default startedAt + waitMs */
+  queueDeadline?: number | undefined;
+  /** Told the ticket and request the wait is queued under whenever they change (a dropped ticket queued again). */
+  onTicket?: ((ticket: string, request: LockRequest) => void) | undefined;
 }
 
 /** A grant: the lease record, and how to place its expiry on this process's monotonic clock. */
@@ -68,6 +79,7 @@ function retryCancel(store: LockStore, ticket: string, waiterTtlMs: number): voi
 export async function waitForGrant(input: WaitInput): Promise<Granted> {
   const { store, router, signal } = input;
   const deadline = input.startedAt + input.waitMs;
+  const queueDeadline = Math.max(deadline, input.queueDeadline ?? deadline);
   const heartbeat = Math.max(50, Math.floor(input.waiterTtlMs / 3));
   const polls = store.info.wakeups === 'local';
   let request = input.request;
@@ -104,7 +116,7 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
         const sentAt = performance.now();
         const final = await store.poll(ticket).catch(() => null);
         if (final?.status === 'granted') return { lease: final.lease, sentAt, now: final.now };
-        await leave();
+        if (input.stayQueued !== true) await leave();
         if (final === null && lastError !== null) throw lastError;
         if (final?.status === 'queued') last = final;
         throw new WaitTimeoutError({ ...last, waitedMs: Math.round(performance.now() - input.startedAt) });
@@ -152,13 +164,14 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       }
       // Gone: the ticket timed out, was dropped (this process stalled past waiterTtlMs), or was
       // granted and expired before we saw it. Queue again under a fresh id, which no lease had.
-      const left = deadline - performance.now();
-      if (left <= DEADLINE_SLACK_MS) continue;
+      if (deadline - performance.now() <= DEADLINE_SLACK_MS) continue;
       request = { ...request, id: newLeaseId() };
       ticket = request.id;
       wakeup = router.register(ticket);
       tickets.push(ticket);
+      input.onTicket?.(ticket, request);
       const againSentAt = performance.now();
+      const left = queueDeadline - performance.now();
       const again = await store.acquire(request, { waitMs: Math.ceil(left), waiterTtlMs: input.waiterTtlMs });
       clock = { sentAt: againSentAt, now: again.now };
       if (again.status === 'granted') return { lease: again.lease, ...clock };
@@ -167,6 +180,7 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
           ticket = again.ticket;
           wakeup = router.register(ticket);
           tickets.push(ticket);
+          input.onTicket?.(ticket, request);
         }
         last = again;
         nextCheck = again.nextCheckMs;

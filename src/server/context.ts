@@ -6,10 +6,12 @@
  */
 import type { FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import type { Locks } from '../engine/locks.js';
+import type { WakeRouter } from '../engine/wakeups.js';
 import type { LockStore } from '../stores/store.js';
 import { UnauthorizedError } from '../model/errors.js';
 import { ANONYMOUS, type Principal } from './auth.js';
 import type { EventHub } from './events.js';
+import type { ParkedWaits } from './long-waits.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ResolvedServerOptions } from './options.js';
 import type { JsonSchema } from './schemas.js';
@@ -57,6 +59,10 @@ export interface ServerContext {
   readonly waits: Map<string, InflightWait>;
   /** Leases recently granted to acquires that gave an id. */
   readonly recent: RecentGrants;
+  /** Push wake-ups of the store, routed to the server's own long waits. */
+  readonly router: WakeRouter;
+  /** Waits cut at `maxWaitMs`, kept queued for their clients' next call, by the id they gave. */
+  readonly parked: ParkedWaits;
 }
 
 /** `none`: open to all; `token`: any valid token (the handler checks owners and admin rights). */

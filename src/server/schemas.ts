@@ -270,7 +270,7 @@ export const errorAnswer = {
         holders: { type: 'array', items: holder, description: 'LOCK_BUSY, WAIT_TIMEOUT: who blocks the request' },
         retryAfterMs: { type: 'integer', description: 'LOCK_BUSY, WAIT_TIMEOUT: upper bound of the time until the blockers end' },
         waitedMs: { type: 'integer', description: 'WAIT_TIMEOUT' },
-        maxWaitMs: { type: 'integer', description: 'WAIT_TIMEOUT: present when the server cut the wait at its maximum; send again to go on waiting' },
+        maxWaitMs: { type: 'integer', description: 'WAIT_TIMEOUT: present when the server cut the wait at its maximum; the request stays queued for waiterTtlMs: send it again with the same id to go on waiting in its place, or DELETE /v1/tickets/{id}' },
         now: iso,
       },
     },

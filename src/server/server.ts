@@ -13,6 +13,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Locks } from '../engine/locks.js';
+import { WakeRouter } from '../engine/wakeups.js';
 import { openStore } from '../engine/open.js';
 import { NotFoundError, StoreUnavailableError } from '../model/errors.js';
 import type { LockStore } from '../stores/store.js';
@@ -22,6 +23,7 @@ import { markStart, RecentGrants, setPrincipal, type RouteSpec, type ServerConte
 import { errorHandler, schemaError, sendError } from './errors.js';
 import { EventHub } from './events.js';
 import { HistoryFollower } from './follower.js';
+import { ParkedWaits } from './long-waits.js';
 import { ServerMetrics } from './metrics.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { redactUrl } from './present.js';
@@ -96,7 +98,17 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   // The first follower's baseline is read at once, so what others do from then on is streamed.
   if (follower !== null) hub.onFirstSubscriber = () => void follower.tick();
   const shutdown = new AbortController();
-  const ctx: ServerContext = { locks, store, hub, metrics, options: resolved, shutdown: shutdown.signal, waits: new Map(), recent: new RecentGrants() };
+  const router = new WakeRouter(store);
+  const parked = new ParkedWaits({
+    store, waiterTtlMs: resolved.waiterTtlMs,
+    onError: (error, what) => {
+      metrics.storeError();
+      app.log.warn({ err: error }, `${what} failed`);
+    },
+  });
+  const ctx: ServerContext = {
+    locks, store, hub, metrics, options: resolved, shutdown: shutdown.signal, waits: new Map(), recent: new RecentGrants(), router, parked,
+  };
 
   // Bodies are JSON whatever the content type says (curl -d sends form encoding, fetch text/plain).
   const json = app.getDefaultJsonParser('error', 'error');
@@ -153,9 +165,12 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
     clearInterval(sweeper);
     follower?.stop();
     shutdown.abort(new StoreUnavailableError('the server is shutting down'));
+    // Nobody can come back for a parked wait now: leave the queue (releasing what it was granted).
+    await parked.close();
   });
   app.addHook('onClose', async () => {
     unwatch();
+    router.close();
     await locks.close();
   });
   return app;

@@ -15,6 +15,7 @@ import { actorOf, elapsedMs, principalOf, type RouteSpec, type ServerContext } f
 import { sendError } from '../errors.js';
 import { iso, leaseJson, shortId } from '../present.js';
 import * as S from '../schemas.js';
+import { holdLongWait } from '../long-waits.js';
 import { enqueue } from './tickets.js';
 
 interface AcquireBody extends RequestInput {
@@ -56,6 +57,8 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   requireOwner(principalOf(request), valid.owner, 'acquire');
   if (body.queue === true) return enqueue(ctx, request, reply, valid, waitMs, body.waiterTtlMs);
   if (body.id !== undefined && ctx.waits.has(body.id)) throw new InvalidRequestError('id', 'a request with this id is in progress');
+  // The same request sent again after the server cut its wait at maxWaitMs: its place was kept.
+  const resumed = body.id === undefined ? null : ctx.parked.take(body.id, valid.owner, valid.resources);
 
   const heldMs = Math.min(waitMs, ctx.options.maxWaitMs);
   const raw = reply.raw;
@@ -107,10 +110,15 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
     const startedWall = Date.now();
     const waited = (): number | null => (heldMs > 0 ? performance.now() - startedAt : null);
     try {
-      granted = await ctx.locks.grant(valid.resources, {
-        owner: valid.owner, ttlMs: valid.ttlMs, waitMs: heldMs, requestId: valid.requestId ?? undefined,
-        metadata: valid.metadata, lockDelayMs: valid.lockDelayMs, signal,
-      });
+      granted = resumed !== null || heldMs < waitMs
+        ? await holdLongWait({
+          store: ctx.store, router: ctx.router, parked: ctx.parked, id: body.id, request: valid, waitMs, holdMs: heldMs,
+          waiterTtlMs: ctx.options.waiterTtlMs, resumed, signal,
+        })
+        : await ctx.locks.grant(valid.resources, {
+          owner: valid.owner, ttlMs: valid.ttlMs, waitMs: heldMs, requestId: valid.requestId ?? undefined,
+          metadata: valid.metadata, lockDelayMs: valid.lockDelayMs, signal,
+        });
     } catch (error) {
       if (gone.signal.aborted) {
         ctx.metrics.acquisition('cancelled', waited());

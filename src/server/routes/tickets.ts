@@ -7,8 +7,10 @@
  *   a ticket not polled for `waiterTtlMs` loses its place (the waiter died).
  * - `DELETE /v1/tickets/{id}`: ends a wait. For a held-open `POST /v1/leases` that gave this `id`,
  *   the server leaves the queue (releasing a lease granted at that moment) and answers once that
- *   is done; if that request was answered a moment ago (the answer crossed the cancel), the lease
- *   it was granted is released; for a queued ticket, it leaves the queue. `{ released }` says whether a lease that
+ *   is done; for a request whose wait the server cut at `maxWaitMs` and keeps queued for the
+ *   client's next call (see ../long-waits.ts), it leaves the queue; if that request was answered a
+ *   moment ago (the answer crossed the cancel), the lease it was granted is released; for a queued
+ *   ticket, it leaves the queue. `{ released }` says whether a lease that
  *   was granted meanwhile was released.
  * Tickets are capabilities like lease ids: whoever has one may poll or cancel it.
  */
@@ -57,6 +59,11 @@ async function cancel(ctx: ServerContext, request: FastifyRequest): Promise<unkn
     if (!principal.admin) requireOwner(principal, wait.owner, 'cancel a request');
     wait.cancel();
     return { released: await wait.settled };
+  }
+  const parkedOwner = ctx.parked.ownerOf(id);
+  if (parkedOwner !== null) {
+    if (!principal.admin) requireOwner(principal, parkedOwner, 'cancel a request');
+    return { released: await ctx.parked.cancel(id) };
   }
   const recent = ctx.recent.take(id);
   if (recent) {
