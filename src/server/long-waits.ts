@@ -24,13 +24,13 @@ import { waitForGrant, type Granted } from '../engine/wait.js';
 import type { WakeRouter } from '../engine/wakeups.js';
 
 /** A request whose hold ran out, still queued (or granted meanwhile), waiting for its client. */
-interface Parked {
+export interface Parked {
   readonly request: LockRequest;
   readonly ticket: string;
   /** performance.now() at which the store's wait ends. */
   readonly queueDeadline: number;
-  /** A grant seen by the heartbeat while parked. */
-  granted: Granted | null;
+  /** A heartbeat saw it granted: no more heartbeats, only the end of the parking time. */
+  granted: boolean;
   timer: NodeJS.Timeout | null;
   readonly until: number;
 }
@@ -51,14 +51,10 @@ export class ParkedWaits {
     this.#options = options;
   }
 
-  get size(): number {
-    return this.#byId.size;
-  }
-
   /** Keeps a cut request's place for its client (replacing nothing: ids of waits in progress are unique). */
   park(id: string, request: LockRequest, ticket: string, queueDeadline: number): void {
     const parked: Parked = {
-      request, ticket, queueDeadline, granted: null, timer: null, until: performance.now() + this.#options.waiterTtlMs,
+      request, ticket, queueDeadline, granted: false, timer: null, until: performance.now() + this.#options.waiterTtlMs,
     };
     this.#byId.set(id, parked);
     this.#schedule(id, parked);
@@ -107,7 +103,7 @@ export class ParkedWaits {
   #schedule(id: string, parked: Parked): void {
     const heartbeat = Math.max(50, Math.floor(this.#options.waiterTtlMs / 3));
     const left = parked.until - performance.now();
-    const beat = parked.granted === null;
+    const beat = !parked.granted;
     parked.timer = setTimeout(() => void this.#tick(id, parked), beat ? Math.min(heartbeat, Math.max(0, left)) : Math.max(0, left));
     parked.timer.unref();
   }
@@ -119,10 +115,9 @@ export class ParkedWaits {
       await this.#drop(id);
       return;
     }
-    const sentAt = performance.now();
     try {
       const outcome = await this.#options.store.poll(parked.ticket);
-      if (outcome.status === 'granted') parked.granted = { lease: outcome.lease, sentAt, now: outcome.now };
+      if (outcome.status === 'granted') parked.granted = true;
     } catch (error) {
       this.#options.onError(error, 'heartbeat of a parked wait');
     }
@@ -157,7 +152,7 @@ export interface LongWaitInput {
   holdMs: number;
   waiterTtlMs: number;
   /** The request taken from `parked` when the client came back. */
-  resumed: ReturnType<ParkedWaits['take']>;
+  resumed: Parked | null;
   signal: AbortSignal;
 }
 
@@ -168,7 +163,6 @@ export interface LongWaitInput {
  */
 export async function holdLongWait(input: LongWaitInput): Promise<Granted> {
   const { store, router, parked: parking, signal, resumed } = input;
-  if (resumed?.granted) return resumed.granted;
   const startedAt = performance.now();
   let request = resumed?.request ?? { ...input.request, id: newLeaseId() };
   const queueDeadline = resumed?.queueDeadline ?? startedAt + input.waitMs;
@@ -180,7 +174,8 @@ export async function holdLongWait(input: LongWaitInput): Promise<Granted> {
     let first: { holders: Holder[]; retryAfterMs: number; nextCheckMs: number; now: number };
     if (resumed) {
       ticket = resumed.ticket;
-      // Anything may have happened while it was parked: look first.
+      // Anything may have happened while it was parked: look first. (A grant is read again, not
+      // taken from the heartbeat that saw it, so its `now` places the expiry from this call.)
       const polled = await store.poll(ticket);
       if (polled.status === 'granted') return { lease: polled.lease, sentAt: startedAt, now: polled.now };
       first = polled.status === 'queued' ? polled : { holders: [], retryAfterMs: 0, nextCheckMs: 0, now: polled.now };

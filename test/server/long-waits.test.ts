@@ -99,9 +99,15 @@ for (const kind of ['memory', 'sqlite'] as const) {
       // Granted while nobody holds the request open: kept for the client.
       await server.store.release(holder);
       await until(async () => (await server.store.list({ prefix: key })).locks.length === 1, 'the parked request is granted');
+      await sleep(WAITER_TTL_MS / 3 + 50); // a heartbeat has seen the grant
+      const resentAt = Date.now();
       const again = await send(key, 'resumer', id);
       assert.equal(again.status, 201);
       assert.equal(leaseOf(again).owner, 'resumer');
+      // The answer's store time is read for this call, not taken from the heartbeat that saw the
+      // grant: the client places the expiry from it (same machine, same clock here).
+      const answeredNow = Date.parse((again.body as { now: string }).now);
+      assert.ok(answeredNow >= resentAt - 20, `now ${answeredNow - resentAt} ms from the re-send`);
       assert.equal((await later).status, 409, 'the later waiter is cut while the resumer holds');
       await server.store.release(leaseOf(again).id);
     });
