@@ -12,7 +12,7 @@ import type { HistoryEvent, HistoryQuery, LeaseRecord, LockTable, Metadata, Mode
 import type { CallOptions, LockStore, StoreChange } from '../stores/store.js';
 import { DETACH, Lease, NOTIFY_ENDED, REFRESH, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
-import { waitForGrant, type Granted } from './wait.js';
+import { acquireAndWait, type Granted } from './wait.js';
 import { WakeRouter } from './wakeups.js';
 
 export interface AcquireOptions extends CallOptions {
@@ -159,31 +159,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     });
     const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : this.#closing.signal;
     signal.throwIfAborted();
-    const startedAt = performance.now();
-    // Registered before the call, so a grant pushed before the answer arrives is not missed.
-    this.#router.register(request.id);
-    try {
-      const sentAt = performance.now();
-      // Local stores ignore the signal (an aborted call could strand a grant); stores that wait
-      // inside `acquire` (http) honor it and release what they were granted at that moment.
-      const outcome = await this.store.acquire(request, { waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal });
-      if (outcome.status === 'granted') {
-        if (signal.aborted) {
-          await this.store.release(outcome.lease.id).catch(() => false);
-          throw signal.reason;
-        }
-        return { lease: outcome.lease, sentAt, now: outcome.now };
-      }
-      // A try-once that matched a queued request by requestId is busy too; it leaves that place alone.
-      if (outcome.status === 'busy' || waitMs === 0) throw new LockBusyError(outcome);
-      return await waitForGrant({
-        store: this.store, router: this.#router, request, ticket: outcome.ticket, startedAt, waitMs,
-        waiterTtlMs: this.#options.waiterTtlMs, holders: outcome.holders, retryAfterMs: outcome.retryAfterMs,
-        nextCheckMs: outcome.nextCheckMs, now: outcome.now, sentAt, signal,
-      });
-    } finally {
-      this.#router.unregister(request.id);
-    }
+    return acquireAndWait({ store: this.store, router: this.#router, request, waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal });
   }
 
   /** Like `acquire` with `waitMs: 0`, but returns `null` when busy. */

@@ -14,7 +14,7 @@
  * at `sentAt`, so at `sentAt` it was at most `now`, and `sentAt + (expiresAt - now)` comes no
  * later than the store's expiry (clocks running at the same rate, as everywhere in the engine).
  */
-import { HoldfastError, WaitTimeoutError, type Holder } from '../model/errors.js';
+import { HoldfastError, LockBusyError, WaitTimeoutError, type Holder } from '../model/errors.js';
 import { newLeaseId } from '../model/request.js';
 import type { LeaseRecord, LockRequest } from '../model/types.js';
 import type { LockStore, PollOutcome, StoreChange } from '../stores/store.js';
@@ -74,6 +74,47 @@ function retryCancel(store: LockStore, ticket: string, waiterTtlMs: number): voi
     });
   };
   setTimeout(attempt, delay).unref();
+}
+
+/** What `acquireAndWait` needs: the request, the store's wait for it, and how the wait goes. */
+export interface AcquireWaitInput extends Pick<WaitInput, 'store' | 'router' | 'request' | 'waiterTtlMs' | 'signal' | 'stayQueued' | 'onTicket'> {
+  /** The store's wait (0: try once). */
+  waitMs: number;
+  /** How long this call waits, when less than the store's wait (a server holding a long wait open). @default waitMs */
+  holdMs?: number | undefined;
+}
+
+/**
+ * Sends the request and, when it is queued, waits for its grant (`waitForGrant`). A try-once
+ * that is blocked, or one that matched a queued request by requestId, throws LOCK_BUSY and leaves
+ * that place alone. A grant that arrives after the signal aborted is released.
+ */
+export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> {
+  const { store, router, request, waitMs, signal } = input;
+  const startedAt = performance.now();
+  // Registered before the call, so a grant pushed before the answer arrives is not missed.
+  router.register(request.id);
+  try {
+    // Local stores ignore the signal (an aborted call could strand a grant); stores that wait
+    // inside `acquire` (http) honor it and release what they were granted at that moment.
+    const outcome = await store.acquire(request, { waitMs, waiterTtlMs: input.waiterTtlMs, signal });
+    if (outcome.status === 'granted') {
+      if (signal?.aborted) {
+        await store.release(outcome.lease.id).catch(() => false);
+        throw signal.reason;
+      }
+      return { lease: outcome.lease, sentAt: startedAt, now: outcome.now };
+    }
+    if (outcome.status === 'busy' || waitMs === 0) throw new LockBusyError(outcome);
+    input.onTicket?.(outcome.ticket, request);
+    return await waitForGrant({
+      store, router, request, ticket: outcome.ticket, startedAt, waitMs: input.holdMs ?? waitMs, waiterTtlMs: input.waiterTtlMs,
+      holders: outcome.holders, retryAfterMs: outcome.retryAfterMs, nextCheckMs: outcome.nextCheckMs, now: outcome.now,
+      sentAt: startedAt, signal, stayQueued: input.stayQueued, queueDeadline: startedAt + waitMs, onTicket: input.onTicket,
+    });
+  } finally {
+    router.unregister(request.id);
+  }
 }
 
 export async function waitForGrant(input: WaitInput): Promise<Granted> {

@@ -16,11 +16,11 @@
  * without an `id` can't be matched, so it queues anew too.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { InvalidRequestError, LockBusyError, WaitTimeoutError, type Holder } from '../model/errors.js';
+import { InvalidRequestError, WaitTimeoutError } from '../model/errors.js';
 import { newLeaseId } from '../model/request.js';
 import type { LockRequest } from '../model/types.js';
 import type { LockStore } from '../stores/store.js';
-import { waitForGrant, type Granted } from '../engine/wait.js';
+import { acquireAndWait, waitForGrant, type Granted, type WaitInput } from '../engine/wait.js';
 import type { WakeRouter } from '../engine/wakeups.js';
 
 /** A request whose hold ran out, still queued (or granted meanwhile), waiting for its client. */
@@ -162,57 +162,54 @@ export interface LongWaitInput {
  * requestId matched a queued place), or the signal's reason (queue left).
  */
 export async function holdLongWait(input: LongWaitInput): Promise<Granted> {
-  const { store, router, parked: parking, signal, resumed } = input;
-  const startedAt = performance.now();
-  let request = resumed?.request ?? { ...input.request, id: newLeaseId() };
-  const queueDeadline = resumed?.queueDeadline ?? startedAt + input.waitMs;
-  // Registered before any call, so a grant pushed before its answer arrives is not missed.
-  const registered = resumed?.ticket ?? request.id;
-  router.register(registered);
+  const { id, resumed, signal } = input;
+  const cut = id !== undefined && input.holdMs < input.waitMs;
+  const queueDeadline = resumed?.queueDeadline ?? performance.now() + input.waitMs;
+  /** The ticket and request the wait is queued under (they change when a dropped ticket queues again). */
+  const place: { ticket?: string; request?: LockRequest } = {};
+  const how = {
+    store: input.store, router: input.router, waiterTtlMs: input.waiterTtlMs, signal, stayQueued: cut,
+    onTicket: (ticket: string, request: LockRequest): void => {
+      place.ticket = ticket;
+      place.request = request;
+    },
+  };
   try {
-    let ticket: string;
-    let first: { holders: Holder[]; retryAfterMs: number; nextCheckMs: number; now: number };
-    if (resumed) {
-      ticket = resumed.ticket;
-      // Anything may have happened while it was parked: look first. (A grant is read again, not
-      // taken from the heartbeat that saw it, so its `now` places the expiry from this call.)
-      const polled = await store.poll(ticket);
-      if (polled.status === 'granted') return { lease: polled.lease, sentAt: startedAt, now: polled.now };
-      first = polled.status === 'queued' ? polled : { holders: [], retryAfterMs: 0, nextCheckMs: 0, now: polled.now };
-    } else {
-      const outcome = await store.acquire(request, { waitMs: input.waitMs, waiterTtlMs: input.waiterTtlMs });
-      if (outcome.status === 'granted') {
-        if (signal.aborted) {
-          await store.release(outcome.lease.id).catch(() => false);
-          throw signal.reason;
-        }
-        return { lease: outcome.lease, sentAt: startedAt, now: outcome.now };
-      }
-      if (outcome.status === 'busy') throw new LockBusyError(outcome);
-      ticket = outcome.ticket;
-      first = outcome;
+    return resumed !== null
+      ? await resumeWait(resumed, input.holdMs, how)
+      : await acquireAndWait({ ...how, request: { ...input.request, id: newLeaseId() }, waitMs: input.waitMs, holdMs: input.holdMs });
+  } catch (error) {
+    // Cut by the hold: the place is kept for the client's next call (a ticket of another call,
+    // joined through requestId, is that call's to keep).
+    const { ticket, request } = place;
+    if (cut && error instanceof WaitTimeoutError && !signal.aborted && request !== undefined && ticket === request.id) {
+      input.parked.park(id, request, ticket, queueDeadline);
     }
-    const { id } = input;
-    const cut = id !== undefined && input.holdMs < input.waitMs;
-    try {
-      return await waitForGrant({
-        store, router, request, ticket, startedAt, waitMs: input.holdMs, waiterTtlMs: input.waiterTtlMs, signal,
-        holders: first.holders, retryAfterMs: first.retryAfterMs, nextCheckMs: first.nextCheckMs, now: first.now, sentAt: startedAt,
-        stayQueued: cut, queueDeadline,
-        onTicket: (t, r) => {
-          ticket = t;
-          request = r;
-        },
-      });
-    } catch (error) {
-      // Cut by the hold: the place is kept for the client's next call (a ticket of another call,
-      // joined through requestId, is that call's to keep).
-      if (cut && id !== undefined && error instanceof WaitTimeoutError && ticket === request.id && !signal.aborted) {
-        parking.park(id, request, ticket, queueDeadline);
-      }
-      throw error;
-    }
+    throw error;
+  }
+}
+
+/** Goes on waiting for a parked request whose client came back. */
+async function resumeWait(
+  parked: Parked, holdMs: number, how: Pick<WaitInput, 'store' | 'router' | 'waiterTtlMs' | 'signal' | 'stayQueued' | 'onTicket'>,
+): Promise<Granted> {
+  const { store, router } = how;
+  const { request, ticket } = parked;
+  const startedAt = performance.now();
+  // Registered before the poll, so a grant pushed before its answer arrives is not missed.
+  router.register(ticket);
+  try {
+    // Anything may have happened while it was parked: look first. (A grant is read again, not
+    // taken from the heartbeat that saw it, so its `now` places the expiry from this call.)
+    const polled = await store.poll(ticket);
+    if (polled.status === 'granted') return { lease: polled.lease, sentAt: startedAt, now: polled.now };
+    how.onTicket?.(ticket, request);
+    const first = polled.status === 'queued' ? polled : { holders: [], retryAfterMs: 0, nextCheckMs: 0, now: polled.now };
+    return await waitForGrant({
+      ...how, request, ticket, startedAt, waitMs: holdMs, queueDeadline: parked.queueDeadline, sentAt: startedAt,
+      holders: first.holders, retryAfterMs: first.retryAfterMs, nextCheckMs: first.nextCheckMs, now: first.now,
+    });
   } finally {
-    router.unregister(registered);
+    router.unregister(ticket);
   }
 }
