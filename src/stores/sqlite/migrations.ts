@@ -131,6 +131,15 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       `CREATE INDEX holdfast_history_owner ON holdfast_history (owner, id)`,
     ],
   },
+  {
+    version: 2,
+    name: 'history origin',
+    statements: [
+      // Which process wrote the event (a random token per process; NULL before this version), so
+      // that a process following the file for other processes' grants can skip its own events.
+      `ALTER TABLE holdfast_history ADD COLUMN origin TEXT`,
+    ],
+  },
 ]);
 
 /** The schema version this code writes. A file with a higher version was written by a newer holdfast. */

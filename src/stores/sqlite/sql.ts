@@ -109,9 +109,9 @@ export const NEXT_DUE = `SELECT min(t) AS due FROM (
   UNION ALL SELECT min(min(alive_until, deadline)) FROM holdfast_waiters
   UNION ALL SELECT min(until) FROM holdfast_delays)`;
 
-/** Inputs: `id`, `at`, `type`, `owner`, `fence`, `resources`, `by`, `reason`, `leaseId`. Outputs: none. */
-export const INSERT_HISTORY = `INSERT INTO holdfast_history (id, at, type, owner, fence, resources, by, reason, lease_id)
-  VALUES (:id, :at, :type, :owner, :fence, :resources, :by, :reason, :leaseId)`;
+/** Inputs: `id`, `at`, `type`, `owner`, `fence`, `resources`, `by`, `reason`, `leaseId`, `origin`. Outputs: none. */
+export const INSERT_HISTORY = `INSERT INTO holdfast_history (id, at, type, owner, fence, resources, by, reason, lease_id, origin)
+  VALUES (:id, :at, :type, :owner, :fence, :resources, :by, :reason, :leaseId, :origin)`;
 /** Inputs: `maxId`. Outputs: none. Deletes the events with `id <= maxId`. */
 export const PRUNE_HISTORY = `DELETE FROM holdfast_history WHERE id <= :maxId`;
 
@@ -123,6 +123,24 @@ export const HISTORY = `SELECT ${HISTORY_COLUMNS} FROM holdfast_history h
 /** Inputs: `owner`, `beforeId`, `key` (or null), `limit`. Outputs: history rows of `owner`, newest first. */
 export const HISTORY_OF_OWNER = `SELECT ${HISTORY_COLUMNS} FROM holdfast_history h
   WHERE h.owner = :owner AND h.id < :beforeId AND ${HISTORY_KEY} ORDER BY h.id DESC LIMIT :limit`;
+
+// ---- following other processes ---------------------------------------------------------------
+
+/**
+ * Inputs: none. Outputs: `value`, this connection's data version, which changes whenever another
+ * connection (of this process or another) commits to the file, and never for its own commits.
+ */
+export const DATA_VERSION = `SELECT data_version AS value FROM pragma_data_version()`;
+/** Inputs: none. Outputs: `value`, the id of the newest history event written so far (0: none). */
+export const LAST_HISTORY_ID = `SELECT history_id AS value FROM holdfast_meta WHERE id = 1`;
+/**
+ * Inputs: `after`, `origin`, `limit`. Outputs: up to `limit` history rows with `id > after` that
+ * another origin wrote, oldest first (`id`, `at`, `type`, `owner`, `fence`, `resources`), each
+ * with `expires_at`: for an `acquired` event whose lease is still there, the lease's expiry, else null.
+ */
+export const HISTORY_OF_OTHERS = `SELECT h.id, h.at, h.type, h.owner, h.fence, h.resources, h.lease_id, l.expires_at
+  FROM holdfast_history h LEFT JOIN holdfast_leases l ON h.type = 'acquired' AND l.id = h.lease_id
+  WHERE h.id > :after AND h.origin IS NOT :origin ORDER BY h.id LIMIT :limit`;
 
 /** Inputs: `prefix`. Outputs: held rows whose key starts with `prefix`. */
 export const HELD_WITH_PREFIX = `${HELD} WHERE ${PREFIX}`;

@@ -18,6 +18,21 @@ import * as sql from './sql.js';
 export interface SqliteStateOptions {
   /** How many history events to keep (also how long ended lease ids are remembered). */
   historyLimit: number;
+  /** Written with every history event: which process wrote it (see `historyOfOthers`). */
+  origin: string;
+}
+
+/** A history event another process wrote, as `historyOfOthers` reads it. */
+export interface OtherEvent {
+  id: number;
+  type: HistoryType;
+  owner: string;
+  fence: number;
+  keys: string[];
+  at: number;
+  leaseId: string;
+  /** For an `acquired` event whose lease is still there: its expiry. */
+  expiresAt: number | null;
 }
 
 interface LeaseRow {
@@ -122,6 +137,7 @@ const selfAndAncestors = (key: string): string => JSON.stringify([key, ...ancest
 
 export class SqliteState implements TableState {
   readonly #historyLimit: number;
+  readonly #origin: string;
   /** Prune the history every this many events (so it holds at most limit + pruneEvery - 1). */
   readonly #pruneEvery: number;
   readonly #s: { [K in keyof typeof sql]: Statement };
@@ -130,6 +146,7 @@ export class SqliteState implements TableState {
 
   constructor(db: Database, options: SqliteStateOptions) {
     this.#historyLimit = options.historyLimit;
+    this.#origin = options.origin;
     this.#pruneEvery = Math.max(1, Math.min(1000, Math.ceil(options.historyLimit / 10)));
     const statements = {} as Record<string, Statement>;
     for (const [name, text] of Object.entries(sql)) statements[name] = db.prepare(text);
@@ -329,6 +346,7 @@ export class SqliteState implements TableState {
       by: event.by,
       reason: event.reason,
       leaseId: event.leaseId,
+      origin: this.#origin,
     });
     // Ids are consecutive (the counter rolls back with its transaction), so this keeps the newest
     // `historyLimit` events; pruning only every `pruneEvery` events keeps appends cheap.
@@ -357,6 +375,34 @@ export class SqliteState implements TableState {
       resources: JSON.parse(row.resources) as Resource[],
       by: row.by,
       reason: row.reason,
+    }));
+  }
+
+  /** This connection's data version: it changes when another connection commits to the file. */
+  dataVersion(): number {
+    return this.#value(this.#s.DATA_VERSION);
+  }
+
+  /** The id of the newest history event written so far (0: none). */
+  lastHistoryId(): number {
+    return this.#value(this.#s.LAST_HISTORY_ID);
+  }
+
+  /** Up to `limit` history events after `after` that other processes wrote, oldest first. */
+  historyOfOthers(after: number, limit: number): OtherEvent[] {
+    const rows = this.#s.HISTORY_OF_OTHERS.all({ after, origin: this.#origin, limit }) as (Omit<HistoryRow, 'by' | 'reason'> & {
+      lease_id: string;
+      expires_at: number | null;
+    })[];
+    return rows.map((row) => ({
+      id: row.id,
+      type: row.type,
+      owner: row.owner,
+      fence: row.fence,
+      keys: (JSON.parse(row.resources) as Resource[]).map((r) => r.key),
+      at: row.at,
+      leaseId: row.lease_id,
+      expiresAt: row.expires_at,
     }));
   }
 

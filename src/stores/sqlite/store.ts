@@ -3,20 +3,25 @@
  * `SqliteState` inside a `BEGIN IMMEDIATE` transaction per operation, so every operation is atomic
  * across all processes that share the file, and time is SQLite's clock.
  *
- * Wake-ups are `local`: every change made through any store object of this process on the same
+ * Wake-ups are `complete`: every change made through any store object of this process on the same
  * file (a module-level registry keyed by the file's real path) is pushed to the `watch` listeners
- * of all of them. Changes made by other processes are not pushed; their waiters poll.
+ * of all of them, and while a store object has tickets queued it follows the file for the grants
+ * other processes make (`other-processes.ts`: a check of SQLite's data version every few ms, and
+ * a read of their history events when it moved).
  *
  * The file must be on a local filesystem: WAL mode needs shared memory between the processes,
  * which network filesystems do not provide.
  */
+import { randomUUID } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { HoldfastError, InvalidRequestError, StoreUnavailableError } from '../../model/errors.js';
 import { typeName } from '../../model/duration.js';
-import type { StoreChange } from '../store.js';
+import type { AcquireOptions, AcquireOutcome, CallOptions, PollOutcome, StoreChange } from '../store.js';
+import type { LockRequest } from '../../model/types.js';
 import { SyncTableStore, type SyncTableBackend } from '../table/sync-store.js';
 import { CREATE_MIGRATIONS_TABLE, CURRENT_VERSION, LATEST_VERSION, MIGRATIONS, RECORD_MIGRATION } from './migrations.js';
+import { OtherProcessChanges, type OtherProcessSource } from './other-processes.js';
 import { SqliteState } from './state.js';
 
 export interface SqliteStoreOptions {
@@ -159,17 +164,23 @@ function unavailable(path: string, error: unknown): Error {
 /** Every open store object of this process, by the real path of its file. */
 const registry = new Map<string, Set<SqliteStore>>();
 
+/** Written with this process's history events, so that it can tell other processes' events apart. */
+const PROCESS_ORIGIN = randomUUID();
+
 export class SqliteStore extends SyncTableStore {
   /** The file (its real path), or `:memory:`. */
   readonly file: string;
   readonly #shared: boolean;
   readonly #listeners = new Set<(change: StoreChange) => void>();
+  /** Grants by other processes, followed while tickets are queued (null: no other process can share the database). */
+  readonly #others: OtherProcessChanges | null;
   #closed = false;
 
-  constructor(backend: SyncTableBackend, file: string, shared: boolean) {
+  constructor(backend: SyncTableBackend, file: string, shared: boolean, others: OtherProcessSource | null) {
     super(backend);
     this.file = file;
     this.#shared = shared;
+    this.#others = others === null ? null : new OtherProcessChanges(others, (change) => this.#deliver(change));
     // Changes made through this object go to the listeners of every object on the same file.
     super.watch((change) => {
       for (const store of this.#peers()) store.#deliver(change);
@@ -188,6 +199,7 @@ export class SqliteStore extends SyncTableStore {
   }
 
   #deliver(change: StoreChange): void {
+    for (const ticket of change.granted) this.#others?.forget(ticket);
     for (const listener of this.#listeners) {
       try {
         listener(change);
@@ -195,6 +207,26 @@ export class SqliteStore extends SyncTableStore {
         // A listener's failure is its own; it never breaks the store or the other listeners.
       }
     }
+  }
+
+  override async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
+    // Where to start reading other processes' events, taken before a request that may queue.
+    const mark = options.waitMs > 0 ? (this.#others?.mark() ?? null) : null;
+    const outcome = await super.acquire(request, options);
+    if (outcome.status === 'queued') this.#others?.queued(outcome.ticket, options.waiterTtlMs, mark);
+    return outcome;
+  }
+
+  override async poll(ticket: string, options?: CallOptions): Promise<PollOutcome> {
+    const outcome = await super.poll(ticket, options);
+    if (outcome.status === 'queued') this.#others?.touch(ticket);
+    else this.#others?.forget(ticket);
+    return outcome;
+  }
+
+  override async cancel(ticket: string, options?: CallOptions): Promise<boolean> {
+    this.#others?.forget(ticket);
+    return super.cancel(ticket, options);
   }
 
   override watch(listener: (change: StoreChange) => void): () => void {
@@ -208,6 +240,7 @@ export class SqliteStore extends SyncTableStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#listeners.clear();
+    this.#others?.stop();
     let successor: SqliteStore | undefined;
     if (this.#shared) {
       const peers = registry.get(this.file);
@@ -236,7 +269,7 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
   let state: SqliteState;
   let file: string;
   try {
-    state = new SqliteState(db, { historyLimit: resolved.historyLimit });
+    state = new SqliteState(db, { historyLimit: resolved.historyLimit, origin: PROCESS_ORIGIN });
     file = memory ? path : realpathSync(path);
   } catch (error) {
     db.close();
@@ -254,7 +287,7 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
   const write = db.transaction((fn: () => unknown) => fn());
   const read = db.transaction((fn: () => unknown) => fn());
   const backend: SyncTableBackend = {
-    info: { kind: 'sqlite', durable: !memory, wakeups: 'local' },
+    info: { kind: 'sqlite', durable: !memory, wakeups: 'complete' },
     state,
     transact: <T>(fn: () => T): T => inTransaction(() => write.immediate(fn) as T),
     read: <T>(fn: () => T): T => inTransaction(() => read.deferred(fn) as T),
@@ -267,5 +300,6 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
       db.close();
     },
   };
-  return new SqliteStore(backend, file, !memory);
+  // A private in-memory database has no other connection; a file may be shared by other processes.
+  return new SqliteStore(backend, file, !memory, memory ? null : state);
 }

@@ -38,7 +38,7 @@ async function status(store: SqliteStore, input: Parameters<typeof request>[0]):
 describe('sqlite store: basic operations', () => {
   it('says what it is', () => {
     const store = open();
-    assert.deepEqual(store.info, { kind: 'sqlite', durable: true, wakeups: 'local' });
+    assert.deepEqual(store.info, { kind: 'sqlite', durable: true, wakeups: 'complete' });
   });
 
   it('acquires, reads, renews and releases a lease', async () => {

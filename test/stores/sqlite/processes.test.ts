@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { createSqliteStore } from '../../../src/stores/sqlite/store.js';
 import { LATEST_VERSION, MIGRATIONS } from '../../../src/stores/sqlite/migrations.js';
@@ -60,6 +61,25 @@ describe('sqlite store across processes', () => {
     assert.equal(released['released'], true);
     const granted = await waiter.next('granted');
     assert.ok((granted['fence'] as number) > (held['fence'] as number));
+    assert.ok(granted.at - released.at < 1000, `granted ${Math.round(granted.at - released.at)} ms after the release`);
+    await Promise.all([holder.done, waiter.done]);
+  });
+
+  it('pushes a grant made by another process to the waiting process: no polling while it waits', async () => {
+    const db = join(tmp.dir, 'push.db');
+    const holder = startWorker('hold', { db, key: 'lb/SITEB-CLS-CLOUD-01', owner: 'inventory' });
+    const held = await holder.next('held');
+    const waiter = startWorker('locks-wait', { db, key: 'lb/SITEB-CLS-CLOUD-01', owner: 'second' });
+    await waiter.next('queued');
+    // Long enough for a backoff poller to poll several times (5, 10, 20, ... 250 ms).
+    await sleep(1000);
+    holder.send('release');
+    const released = await holder.next('released');
+    assert.equal(released['released'], true);
+    const granted = await waiter.next('granted');
+    assert.ok((granted['fence'] as number) > (held['fence'] as number));
+    // The grant came as a push with the lease's expiry: not one poll in the whole wait.
+    assert.equal(granted['polls'], 0, `${String(granted['polls'])} polls while waiting`);
     assert.ok(granted.at - released.at < 1000, `granted ${Math.round(granted.at - released.at)} ms after the release`);
     await Promise.all([holder.done, waiter.done]);
   });

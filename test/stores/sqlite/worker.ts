@@ -9,6 +9,8 @@
  * - `wait { db, key, owner }`: acquire `key` waiting; print `queued`, then `granted` when it is.
  * - `open { db, key, startAt }`: at `startAt` (epoch ms) open the store (racing the migration),
  *   acquire and release `key`, print `opened`.
+ * - `locks-wait { db, key, owner }`: like `wait`, but through `Locks` (the engine's own waiting),
+ *   counting the store's polls; prints `queued`, then `granted` with `polls`.
  */
 import { appendFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
@@ -17,6 +19,8 @@ import { validateRequest } from '../../../src/model/request.js';
 import type { LeaseRecord } from '../../../src/model/types.js';
 import type { LockStore } from '../../../src/stores/store.js';
 import { createSqliteStore } from '../../../src/stores/sqlite/store.js';
+import { openLocks } from '../../../src/index.js';
+import { ForwardingStore } from '../../conformance/forwarding-store.js';
 
 const print = (event: string, data: Record<string, unknown> = {}): void => {
   process.stdout.write(`${JSON.stringify({ event, ...data })}\n`);
@@ -86,6 +90,25 @@ if (mode === 'mutex') {
   await store.release(lease.id);
   await store.close();
   print('opened', { fence: lease.fence });
+} else if (mode === 'locks-wait') {
+  let polls = 0;
+  class Counting extends ForwardingStore {
+    override poll(...args: Parameters<LockStore['poll']>): ReturnType<LockStore['poll']> {
+      polls++;
+      return super.poll(...args);
+    }
+  }
+  const store = createSqliteStore(args.db);
+  // A long waiter TTL: its heartbeat polls every 10 s, so any poll within the test is a poll for news.
+  const locks = await openLocks(new Counting(store), { owner: args.owner, waiterTtlMs: 30_000 });
+  const waiting = locks.acquire(args.key, { waitMs: 60_000, ttlMs: 30_000 });
+  while ((await store.list()).waiters.length === 0) await sleep(5);
+  print('queued');
+  const lease = await waiting;
+  print('granted', { fence: lease.fence, polls });
+  await lease.release();
+  await locks.close();
+  await store.close();
 } else {
   throw new Error(`unknown mode ${String(mode)}`);
 }

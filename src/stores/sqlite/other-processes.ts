@@ -1,0 +1,129 @@
+/**
+ * Push wake-ups across processes for the `sqlite:` store. A waiter of this process may be granted
+ * by another process sharing the file (its release hands the key on inside its transaction); that
+ * process cannot reach this one, but its grant is a history event, and SQLite says when another
+ * connection has committed (`PRAGMA data_version`, a read of shared memory, about 5 µs).
+ *
+ * So while this store object has tickets queued, it checks the data version every
+ * `FOLLOW_INTERVAL_MS` and, when it moved, reads the history events other processes wrote since
+ * the last one it read (`origin` is not this process's) and delivers them as store changes: a
+ * grant of one of its tickets wakes that waiter, with the lease's expiry when the lease is still
+ * there, so the waiter needs no poll. With no ticket queued it does nothing at all.
+ *
+ * Reading starts from the newest event id taken before the acquire that queued the first ticket,
+ * so a grant committed between that acquire and the first check is not missed. Timers are
+ * unref'd; a failed read is retried at the next check, never thrown from the timer.
+ */
+import type { StoreChange } from '../store.js';
+import type { OtherEvent } from './state.js';
+
+/** How often the data version is checked while tickets are queued. */
+export const FOLLOW_INTERVAL_MS = 5;
+/** Events read per query; a longer backlog is read in several. */
+const PAGE = 500;
+
+/** What the follower reads, each call one statement on the store's connection. */
+export interface OtherProcessSource {
+  dataVersion(): number;
+  lastHistoryId(): number;
+  historyOfOthers(after: number, limit: number): OtherEvent[];
+}
+
+/** Where to start reading: taken before an acquire that may queue. */
+export interface FollowMark {
+  after: number;
+  version: number;
+}
+
+export class OtherProcessChanges {
+  readonly #source: OtherProcessSource;
+  readonly #deliver: (change: StoreChange) => void;
+  /** Queued tickets of this store object: how long each is kept without news, and until when (performance.now()). */
+  readonly #tickets = new Map<string, { keepMs: number; until: number }>();
+  #timer: NodeJS.Timeout | null = null;
+  #after = 0;
+  #version = 0;
+
+  constructor(source: OtherProcessSource, deliver: (change: StoreChange) => void) {
+    this.#source = source;
+    this.#deliver = deliver;
+  }
+
+  /** Where reading must start if the acquire about to be sent queues (null if it cannot be read now). */
+  mark(): FollowMark | null {
+    try {
+      return { version: this.#source.dataVersion(), after: this.#source.lastHistoryId() };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * A ticket queued: followed until it is granted, gone or cancelled, or for `waiterTtlMs` twice
+   * over without news of it (`touch`): its waiter went away without a word.
+   */
+  queued(ticket: string, waiterTtlMs: number, mark: FollowMark | null): void {
+    const keepMs = 2 * waiterTtlMs + 1000;
+    this.#tickets.set(ticket, { keepMs, until: performance.now() + keepMs });
+    if (this.#timer !== null) return;
+    const start = mark ?? this.mark();
+    if (start === null) return; // The file can't be read: the waiter's heartbeat polls meanwhile.
+    this.#after = start.after;
+    this.#version = start.version;
+    this.#timer = setInterval(() => this.#check(), FOLLOW_INTERVAL_MS);
+    this.#timer.unref();
+    // Something may already have happened since the mark.
+    this.#check();
+  }
+
+  /** News of a followed ticket: it is still queued (a poll said so). */
+  touch(ticket: string): void {
+    const entry = this.#tickets.get(ticket);
+    if (entry !== undefined) entry.until = performance.now() + entry.keepMs;
+  }
+
+  /** The ticket needs no following any more (granted, gone or cancelled). */
+  forget(ticket: string): void {
+    this.#tickets.delete(ticket);
+  }
+
+  stop(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    this.#tickets.clear();
+  }
+
+  #check(): void {
+    const now = performance.now();
+    for (const [ticket, { until }] of this.#tickets) if (until < now) this.#tickets.delete(ticket);
+    if (this.#tickets.size === 0) {
+      this.stop();
+      return;
+    }
+    try {
+      const version = this.#source.dataVersion();
+      if (version === this.#version) return;
+      for (;;) {
+        const events = this.#source.historyOfOthers(this.#after, PAGE);
+        for (const event of events) {
+          this.#after = event.id;
+          this.#deliver(toChange(event));
+        }
+        if (events.length < PAGE) break;
+      }
+      // Only once everything up to this version was read: a failed read is tried again.
+      this.#version = version;
+    } catch {
+      // The file is busy or closing: the next check tries again.
+    }
+  }
+}
+
+function toChange(event: OtherEvent): StoreChange {
+  const change: StoreChange = {
+    type: event.type, owner: event.owner, keys: event.keys, fence: event.fence, at: event.at,
+    granted: event.type === 'acquired' ? [event.leaseId] : [],
+  };
+  if (event.expiresAt !== null) change.expiresAt = event.expiresAt;
+  return change;
+}
