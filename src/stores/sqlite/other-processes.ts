@@ -66,8 +66,10 @@ export class OtherProcessChanges {
     const keepMs = 2 * waiterTtlMs + 1000;
     this.#tickets.set(ticket, { keepMs, until: performance.now() + keepMs });
     if (this.#timer !== null) return;
+    // Without a mark from before the acquire, a grant made since is found by the waiter's next
+    // heartbeat poll; if the file can't be read at all, the heartbeats are all there is.
     const start = mark ?? this.mark();
-    if (start === null) return; // The file can't be read: the waiter's heartbeat polls meanwhile.
+    if (start === null) return;
     this.#after = start.after;
     this.#version = start.version;
     this.#timer = setInterval(() => this.#check(), FOLLOW_INTERVAL_MS);
