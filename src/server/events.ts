@@ -2,8 +2,9 @@
  * The event hub behind `GET /v1/events`: turns the store's `watch()` changes into numbered events,
  * keeps the last ones in a bounded ring buffer so that a client reconnecting with `Last-Event-ID`
  * gets what it missed, and fans them out to subscribers. Event ids are `<boot>.<seq>`: an id from
- * another run of the server (or one that fell out of the buffer) cannot be resumed, and the
- * client is told to reload (`reset`). Events name leases by fence, never by id (a capability).
+ * another run of the server (or one that fell out of the buffer, or one from before a gap in the
+ * following of other processes: `markGap`) cannot be resumed, and the client is told to reload
+ * (`reset`). Events name leases by fence, never by id (a capability).
  */
 import { randomBytes } from 'node:crypto';
 import type { StoreChange } from '../stores/store.js';
@@ -26,6 +27,10 @@ export class EventHub {
   readonly #boot = randomBytes(3).toString('hex');
   readonly #ring: (HubEvent | undefined)[];
   #seq = 0;
+  /** Events up to this one may lack what other processes did meanwhile: not resumable. */
+  #gapSeq = 0;
+  /** performance.now() when the last subscriber left (-Infinity: never, or somebody is there). */
+  #lastLeftAt = -Infinity;
   readonly #subscribers = new Set<Subscriber>();
 
   constructor(capacity: number) {
@@ -57,7 +62,7 @@ export class EventHub {
     const match = /^([0-9a-f]+)\.(\d+)$/.exec(lastEventId.trim());
     if (!match || match[1] !== this.#boot) return null;
     const last = Number(match[2]);
-    if (!Number.isSafeInteger(last) || last > this.#seq) return null;
+    if (!Number.isSafeInteger(last) || last > this.#seq || last <= this.#gapSeq) return null;
     const oldest = Math.max(1, this.#seq - this.#ring.length + 1);
     if (last + 1 < oldest) return null;
     const out: HubEvent[] = [];
@@ -66,6 +71,19 @@ export class EventHub {
       if (event) out.push(event);
     }
     return out;
+  }
+
+  /**
+   * Other processes' events are no longer followed (nobody listens): a client whose last event is
+   * from before now cannot resume without missing theirs, so it is told to reload.
+   */
+  markGap(): void {
+    this.#gapSeq = this.#seq;
+  }
+
+  /** Whether somebody follows the events, or left less than `windowMs` ago (and may come back to resume). */
+  followed(windowMs: number): boolean {
+    return this.#subscribers.size > 0 || performance.now() - this.#lastLeftAt < windowMs;
   }
 
   /** A `reset` event: the client should reload the lock table. Not recorded in the buffer. */
@@ -80,7 +98,7 @@ export class EventHub {
     this.#subscribers.add(subscriber);
     if (this.#subscribers.size === 1) this.onFirstSubscriber?.();
     return () => {
-      this.#subscribers.delete(subscriber);
+      if (this.#subscribers.delete(subscriber) && this.#subscribers.size === 0) this.#lastLeftAt = performance.now();
     };
   }
 

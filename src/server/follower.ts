@@ -6,7 +6,8 @@
  * A store reports its own process's changes through `watch()`, and a Postgres store also the
  * grants other processes made (their NOTIFY). Everything else another process does (acquires,
  * releases, expiries it settled, forced releases) reaches this server only through the shared
- * history. So, while somebody follows the event stream, the follower reads the newest history
+ * history. So, while somebody follows the event stream (or left it less than the server's
+ * `resumeWindowMs` ago, and may come back with `Last-Event-ID`), the follower reads the newest history
  * events every `intervalMs` and publishes those this process has not already published: an event
  * is known by its type and fence (a lease has one fence, one `acquired` event and one ending
  * event). It reads a window of the newest events, paging back while the whole window is new, up
@@ -30,6 +31,11 @@ export interface HistoryFollowerOptions {
   active(): boolean;
   /** Publishes a change another process made. */
   publish(change: StoreChange): void;
+  /**
+   * Following stops (nobody follows any more): what other processes do until it starts again is
+   * not streamed, then or ever.
+   */
+  onPause(): void;
   /** A read that failed (the next interval tries again). */
   onError(error: unknown): void;
 }
@@ -84,6 +90,7 @@ export class HistoryFollower {
     if (this.#reading || this.#stopped) return;
     if (!this.#options.active()) {
       // Nobody follows: what happens meanwhile is not streamed; start afresh when somebody does.
+      if (this.#seen !== null) this.#options.onPause();
       this.#seen = null;
       return;
     }

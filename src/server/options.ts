@@ -41,6 +41,14 @@ export interface ServerOptions {
    * Not done for the memory store. @default 1000
    */
   followIntervalMs?: Duration;
+  /**
+   * How long after the last `/v1/events` client left the server goes on following other
+   * processes, so that a client reconnecting with `Last-Event-ID` within this time misses none of
+   * their events. One reconnecting later, when the server has stopped following meanwhile, gets
+   * a `reset` event (reload the table) rather than a replay with their events missing.
+   * @default 60000
+   */
+  resumeWindowMs?: Duration;
   /** A waiting client whose server stopped checking in for this long loses its queue place. @default 5000 */
   waiterTtlMs?: Duration;
   /** pino log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. @default 'info' */
@@ -63,6 +71,7 @@ export interface ResolvedServerOptions {
   heartbeatMs: number;
   eventBufferSize: number;
   followIntervalMs: number;
+  resumeWindowMs: number;
   waiterTtlMs: number;
   logLevel: string;
   logStream: NodeJS.WritableStream | undefined;
@@ -81,6 +90,7 @@ export const SERVER_DEFAULTS = Object.freeze({
   heartbeatMs: 15_000,
   eventBufferSize: 1000,
   followIntervalMs: 1000,
+  resumeWindowMs: 60_000,
   waiterTtlMs: 5000,
   logLevel: 'info',
 });
@@ -88,7 +98,7 @@ export const SERVER_DEFAULTS = Object.freeze({
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 const OPTION_NAMES = new Set([
   'store', 'storeOptions', 'tokens', 'maxWaitMs', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'sweepIntervalMs',
-  'heartbeatMs', 'eventBufferSize', 'followIntervalMs', 'waiterTtlMs', 'logLevel', 'logStream', 'webRoot', 'host', 'port', 'signals',
+  'heartbeatMs', 'eventBufferSize', 'followIntervalMs', 'resumeWindowMs', 'waiterTtlMs', 'logLevel', 'logStream', 'webRoot', 'host', 'port', 'signals',
 ]);
 
 function integerIn(value: unknown, field: string, min: number, max: number): number {
@@ -125,6 +135,7 @@ export function resolveServerOptions(options: ServerOptions): ResolvedServerOpti
     heartbeatMs: ms(options.heartbeatMs, SERVER_DEFAULTS.heartbeatMs, 'heartbeatMs', 10, 3_600_000),
     eventBufferSize: options.eventBufferSize === undefined ? SERVER_DEFAULTS.eventBufferSize : integerIn(options.eventBufferSize, 'eventBufferSize', 1, 1_000_000),
     followIntervalMs: ms(options.followIntervalMs, SERVER_DEFAULTS.followIntervalMs, 'followIntervalMs', 50, 3_600_000),
+    resumeWindowMs: ms(options.resumeWindowMs, SERVER_DEFAULTS.resumeWindowMs, 'resumeWindowMs', 0, 86_400_000),
     waiterTtlMs: ms(options.waiterTtlMs, SERVER_DEFAULTS.waiterTtlMs, 'waiterTtlMs', 300, 600_000),
     logLevel,
     logStream: options.logStream,

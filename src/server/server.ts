@@ -83,8 +83,9 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   const metrics = new ServerMetrics(store, () => hub.subscribers);
   // What other processes sharing the store did reaches this server through the history.
   const follower = store.info.kind === 'memory' ? null : new HistoryFollower({
-    store, intervalMs: resolved.followIntervalMs, active: () => hub.subscribers > 0,
+    store, intervalMs: resolved.followIntervalMs, active: () => hub.followed(resolved.resumeWindowMs),
     publish: (change) => hub.publish(change),
+    onPause: () => hub.markGap(),
     onError: (error) => {
       metrics.storeError();
       app.log.warn({ err: error }, 'reading the history for other processes\' changes failed');

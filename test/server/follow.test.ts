@@ -79,5 +79,52 @@ for (const kind of shared) {
         await store.close();
       }
     });
+
+    test('a client back within resumeWindowMs gets what another process did meanwhile; after it, a reset', async () => {
+      const store = await openStore(kind.url);
+      const windowMs = 3000;
+      const server = await testServer({ store, followIntervalMs: 50, sweepIntervalMs: 100, resumeWindowMs: windowMs });
+      const readers: SseReader[] = [];
+      const connect = (lastEventId?: string): SseReader => {
+        const reader = new SseReader(server.url, lastEventId === undefined ? {} : { 'last-event-id': lastEventId });
+        readers.push(reader);
+        return reader;
+      };
+      const byOther = (type: string, key: string) => (e: { event: string; data: Record<string, unknown> }): boolean =>
+        e.event === type && e.data['owner'] === 'other-service' && JSON.stringify(e.data['keys']) === JSON.stringify([key]);
+      try {
+        const first = connect();
+        assert.equal(await first.ready, 200);
+        await sleep(150); // the follower's baseline
+        const { body } = await rawRequest(server.url, 'POST', '/v1/leases', { key: 'resume/own', owner: 'me', ttlMs: 30_000 })
+          .answer as { body: { lease: { fence: number } } };
+        const own = await first.next((e) => e.event === 'acquired' && e.data['fence'] === body.lease.fence);
+        first.close();
+
+        // Away for less than the window: another process's run is followed meanwhile and replayed.
+        const startedAt = performance.now();
+        assert.equal((await holdfast(kind.url, ['run', 'resume/a', '--owner', 'other-service', '--', 'true'])).code, 0);
+        await sleep(200);
+        assert.ok(performance.now() - startedAt < windowMs, 'the other process took longer than the window');
+        const back = connect(own.id);
+        assert.equal(await back.ready, 200);
+        const released = await back.next(byOther('released', 'resume/a'));
+        assert.ok(back.events.some(byOther('acquired', 'resume/a')), 'the acquire is replayed before the release');
+        assert.ok(!back.events.some((e) => e.event === 'reset'));
+        back.close();
+
+        // Away for longer: the server stops following, so a resume would miss what others did: reset.
+        await sleep(windowMs + 300);
+        assert.equal((await holdfast(kind.url, ['run', 'resume/b', '--owner', 'other-service', '--', 'true'])).code, 0);
+        const late = connect(released.id);
+        assert.equal(await late.ready, 200);
+        await late.next((e) => e.event === 'reset');
+        assert.ok(!late.events.some(byOther('acquired', 'resume/b')), 'no replay without the others\' events');
+      } finally {
+        for (const reader of readers) reader.close();
+        await server.close();
+        await store.close();
+      }
+    });
   });
 }
