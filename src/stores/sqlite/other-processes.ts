@@ -4,21 +4,31 @@
  * process cannot reach this one, but its grant is a history event, and SQLite says when another
  * connection has committed (`PRAGMA data_version`, a read of shared memory, about 5 µs).
  *
- * So while this store object has tickets queued, it checks the data version every
- * `FOLLOW_INTERVAL_MS` and, when it moved, reads the history events other processes wrote since
- * the last one it read (`origin` is not this process's) and delivers them as store changes: a
- * grant of one of its tickets wakes that waiter, with the lease's expiry when the lease is still
- * there, so the waiter needs no poll. With no ticket queued it does nothing at all.
+ * So while this store object has tickets queued, it checks the data version whenever the file's
+ * write-ahead log changes (`fs.watch`: inotify on Linux, so a commit by another process wakes it at
+ * once, and an idle wait costs nothing) and every `WATCHED_INTERVAL_MS` as a safety net, or every
+ * `UNWATCHED_INTERVAL_MS` where the log can't be watched. A commit writes the log before it syncs
+ * it and makes it visible, so after a change of the log the version is checked every millisecond
+ * until it moves, for up to `AFTER_WRITE_MS`. When the version moved, it reads the
+ * history events other processes wrote since the last one it read (`origin` is not this
+ * process's) and delivers them as store changes: a grant of one of its tickets wakes that waiter,
+ * with the lease's expiry when the lease is still there, so the waiter needs no poll. With no
+ * ticket queued it does nothing at all.
  *
  * Reading starts from the newest event id taken before the acquire that queued the first ticket,
- * so a grant committed between that acquire and the first check is not missed. Timers are
- * unref'd; a failed read is retried at the next check, never thrown from the timer.
+ * so a grant committed between that acquire and the first check is not missed. Timers and the
+ * watcher never keep the process alive; a failed read is retried at the next check, never thrown.
  */
+import { watch, type FSWatcher } from 'node:fs';
 import type { StoreChange } from '../store.js';
 import type { OtherEvent } from './state.js';
 
-/** How often the data version is checked while tickets are queued. */
-export const FOLLOW_INTERVAL_MS = 5;
+/** How often the data version is checked while tickets are queued and the log is watched (a safety net). */
+export const WATCHED_INTERVAL_MS = 50;
+/** How often it is checked while tickets are queued and the log can't be watched. */
+export const UNWATCHED_INTERVAL_MS = 5;
+/** After the log changed, how long the version is checked every millisecond, waiting for the commit to show. */
+const AFTER_WRITE_MS = 50;
 /** Events read per query; a longer backlog is read in several. */
 const PAGE = 500;
 
@@ -27,6 +37,11 @@ export interface OtherProcessSource {
   dataVersion(): number;
   lastHistoryId(): number;
   historyOfOthers(after: number, limit: number): OtherEvent[];
+}
+
+export interface OtherProcessOptions {
+  /** The file every commit writes (the database's `-wal`), watched for changes; null: not watched. */
+  watchFile: string | null;
 }
 
 /** Where to start reading: taken before an acquire that may queue. */
@@ -38,15 +53,21 @@ export interface FollowMark {
 export class OtherProcessChanges {
   readonly #source: OtherProcessSource;
   readonly #deliver: (change: StoreChange) => void;
+  readonly #watchFile: string | null;
+  #watcher: FSWatcher | null = null;
+  /** The next check after a change of the log, and until when (performance.now()) they go on. */
+  #soon: NodeJS.Timeout | null = null;
+  #soonUntil = 0;
   /** Queued tickets of this store object: how long each is kept without news, and until when (performance.now()). */
   readonly #tickets = new Map<string, { keepMs: number; until: number }>();
   #timer: NodeJS.Timeout | null = null;
   #after = 0;
   #version = 0;
 
-  constructor(source: OtherProcessSource, deliver: (change: StoreChange) => void) {
+  constructor(source: OtherProcessSource, deliver: (change: StoreChange) => void, options: OtherProcessOptions) {
     this.#source = source;
     this.#deliver = deliver;
+    this.#watchFile = options.watchFile;
   }
 
   /** Where reading must start if the acquire about to be sent queues (null if it cannot be read now). */
@@ -72,10 +93,44 @@ export class OtherProcessChanges {
     if (start === null) return;
     this.#after = start.after;
     this.#version = start.version;
-    this.#timer = setInterval(() => this.#check(), FOLLOW_INTERVAL_MS);
-    this.#timer.unref();
+    this.#watcher = this.#watch();
+    this.#every(this.#watcher === null ? UNWATCHED_INTERVAL_MS : WATCHED_INTERVAL_MS);
     // Something may already have happened since the mark.
     this.#check();
+  }
+
+  /** Watches the log (a change checks soon after, once per turn of the event loop), or null. */
+  #watch(): FSWatcher | null {
+    if (this.#watchFile === null) return null;
+    try {
+      const watcher = watch(this.#watchFile, { persistent: false }, () => {
+        this.#soonUntil = performance.now() + AFTER_WRITE_MS;
+        this.#soon ??= setTimeout(this.#afterWrite, 0).unref();
+      });
+      watcher.on('error', () => {
+        // The log went away or can't be watched any more: check on the short interval instead.
+        watcher.close();
+        if (this.#watcher !== watcher) return;
+        this.#watcher = null;
+        if (this.#timer !== null) this.#every(UNWATCHED_INTERVAL_MS);
+      });
+      return watcher;
+    } catch {
+      return null;
+    }
+  }
+
+  /** A check after the log changed; again a millisecond later while the version hasn't moved. */
+  readonly #afterWrite = (): void => {
+    this.#soon = null;
+    if (this.#check() || this.#timer === null || performance.now() >= this.#soonUntil) return;
+    this.#soon = setTimeout(this.#afterWrite, 1).unref();
+  };
+
+  #every(ms: number): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = setInterval(() => this.#check(), ms);
+    this.#timer.unref();
   }
 
   /** News of a followed ticket: it is still queued (a poll said so). */
@@ -92,19 +147,24 @@ export class OtherProcessChanges {
   stop(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
+    this.#watcher?.close();
+    this.#watcher = null;
+    if (this.#soon !== null) clearTimeout(this.#soon);
+    this.#soon = null;
     this.#tickets.clear();
   }
 
-  #check(): void {
+  /** Reads what other processes did if the data version moved; true when it did (or following stopped). */
+  #check(): boolean {
     const now = performance.now();
     for (const [ticket, { until }] of this.#tickets) if (until < now) this.#tickets.delete(ticket);
     if (this.#tickets.size === 0) {
       this.stop();
-      return;
+      return true;
     }
     try {
       const version = this.#source.dataVersion();
-      if (version === this.#version) return;
+      if (version === this.#version) return false;
       for (;;) {
         const events = this.#source.historyOfOthers(this.#after, PAGE);
         for (const event of events) {
@@ -115,8 +175,10 @@ export class OtherProcessChanges {
       }
       // Only once everything up to this version was read: a failed read is tried again.
       this.#version = version;
+      return true;
     } catch {
       // The file is busy or closing: the next check tries again.
+      return false;
     }
   }
 }

@@ -6,8 +6,8 @@
  * Wake-ups are `complete`: every change made through any store object of this process on the same
  * file (a module-level registry keyed by the file's real path) is pushed to the `watch` listeners
  * of all of them, and while a store object has tickets queued it follows the file for the grants
- * other processes make (`other-processes.ts`: a check of SQLite's data version every few ms, and
- * a read of their history events when it moved).
+ * other processes make (`other-processes.ts`: a check of SQLite's data version whenever the
+ * write-ahead log changes, and a read of their history events when it moved).
  *
  * The file must be on a local filesystem: WAL mode needs shared memory between the processes,
  * which network filesystems do not provide.
@@ -180,7 +180,8 @@ export class SqliteStore extends SyncTableStore {
     super(backend);
     this.file = file;
     this.#shared = shared;
-    this.#others = others === null ? null : new OtherProcessChanges(others, (change) => this.#deliver(change));
+    // Every commit writes the write-ahead log, so watching it tells of other processes' commits.
+    this.#others = others === null ? null : new OtherProcessChanges(others, (change) => this.#deliver(change), { watchFile: `${file}-wal` });
     // Changes made through this object go to the listeners of every object on the same file.
     super.watch((change) => {
       for (const store of this.#peers()) store.#deliver(change);
