@@ -99,7 +99,7 @@ export class OtherProcessChanges {
     this.#check();
   }
 
-  /** Watches the log (a change checks soon after, once per turn of the event loop), or null. */
+  /** Watches the log (a change starts the checks of `#afterWrite`), or null when it can't be watched. */
   #watch(): FSWatcher | null {
     if (this.#watchFile === null) return null;
     try {
