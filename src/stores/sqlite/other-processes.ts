@@ -8,8 +8,10 @@
  * write-ahead log changes (`fs.watch`: inotify on Linux, so a commit by another process wakes it at
  * once, and an idle wait costs nothing) and every `WATCHED_INTERVAL_MS` as a safety net, or every
  * `UNWATCHED_INTERVAL_MS` where the log can't be watched. A commit writes the log before it syncs
- * it and makes it visible, so after a change of the log the version is checked every millisecond
- * until it moves, for up to `AFTER_WRITE_MS`. When the version moved, it reads the
+ * it and makes it visible, so after a change of the log the version is checked at once, then
+ * every millisecond for `FAST_AFTER_WRITE_MS`, then after pauses twice as long each time, up to
+ * `AFTER_WRITE_MS`, until it moves (this process's own commits change the log too, but never the
+ * version: each costs some fifteen checks). When the version moved, it reads the
  * history events other processes wrote since the last one it read (`origin` is not this
  * process's) and delivers them as store changes: a grant of one of its tickets wakes that waiter,
  * with the lease's expiry when the lease is still there, so the waiter needs no poll. With no
@@ -27,7 +29,9 @@ import type { OtherEvent } from './state.js';
 export const WATCHED_INTERVAL_MS = 50;
 /** How often it is checked while tickets are queued and the log can't be watched. */
 export const UNWATCHED_INTERVAL_MS = 5;
-/** After the log changed, how long the version is checked every millisecond, waiting for the commit to show. */
+/** After the log changed, how long the version is checked every millisecond, waiting for the commit to show... */
+const FAST_AFTER_WRITE_MS = 10;
+/** ...and the longest pause between the checks after that (2, 4, 8, ... ms). */
 const AFTER_WRITE_MS = 50;
 /** Events read per query; a longer backlog is read in several. */
 const PAGE = 500;
@@ -55,9 +59,10 @@ export class OtherProcessChanges {
   readonly #deliver: (change: StoreChange) => void;
   readonly #watchFile: string | null;
   #watcher: FSWatcher | null = null;
-  /** The next check after a change of the log, and until when (performance.now()) they go on. */
+  /** The next check after a change of the log, when (performance.now()) the log changed last, and the pause after it. */
   #soon: NodeJS.Timeout | null = null;
-  #soonUntil = 0;
+  #changedAt = 0;
+  #soonDelay = 1;
   /** Queued tickets of this store object: how long each is kept without news, and until when (performance.now()). */
   readonly #tickets = new Map<string, { keepMs: number; until: number }>();
   #timer: NodeJS.Timeout | null = null;
@@ -104,7 +109,8 @@ export class OtherProcessChanges {
     if (this.#watchFile === null) return null;
     try {
       const watcher = watch(this.#watchFile, { persistent: false }, () => {
-        this.#soonUntil = performance.now() + AFTER_WRITE_MS;
+        this.#changedAt = performance.now();
+        this.#soonDelay = 1;
         this.#soon ??= setTimeout(this.#afterWrite, 0).unref();
       });
       watcher.on('error', () => {
@@ -120,11 +126,12 @@ export class OtherProcessChanges {
     }
   }
 
-  /** A check after the log changed; again a millisecond later while the version hasn't moved. */
+  /** A check after the log changed; again while the version hasn't moved (see the top of the file). */
   readonly #afterWrite = (): void => {
     this.#soon = null;
-    if (this.#check() || this.#timer === null || performance.now() >= this.#soonUntil) return;
-    this.#soon = setTimeout(this.#afterWrite, 1).unref();
+    if (this.#check() || this.#timer === null || this.#soonDelay > AFTER_WRITE_MS) return;
+    this.#soon = setTimeout(this.#afterWrite, this.#soonDelay).unref();
+    if (performance.now() - this.#changedAt >= FAST_AFTER_WRITE_MS) this.#soonDelay *= 2;
   };
 
   #every(ms: number): void {
