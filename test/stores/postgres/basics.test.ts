@@ -213,21 +213,23 @@ describe('postgres store: options and failures', () => {
     const schema = freshSchema();
     const q = pg.escapeIdentifier(schema);
     try {
-      // A schema as migration 10 left it: key rows with their foreign key (migration 11 only
-      // drops it and replaces functions, which the script does again either way).
+      // A schema as migration 11 left it: grants dated by the operation's first clock reading
+      // (migration 12 only replaces functions, which the script does again either way).
       await (await openStore(schema, { listen: false })).close();
-      await admin(`DELETE FROM ${q}.migrations WHERE version = 11;
-        ALTER TABLE ${q}.held ADD CONSTRAINT held_lease_id_fkey FOREIGN KEY (lease_id) REFERENCES ${q}.leases (id) ON DELETE CASCADE`);
+      await admin(`DELETE FROM ${q}.migrations WHERE version = 12;
+        CREATE OR REPLACE FUNCTION ${q}.hf_grant(p_id text, p_owner text, p_resources jsonb, p_ttl_ms bigint, p_request_id text,
+          p_metadata jsonb, p_lock_delay_ms bigint, p_now bigint) RETURNS ${q}.leases LANGUAGE plpgsql
+          AS $$ BEGIN RAISE EXCEPTION 'the version before migration 12'; END $$`);
       const stale = createPostgresStore(POSTGRES_URL, { schema, migrate: false, listen: false });
-      await assert.rejects(stale.list(), /at migration 10, this holdfast needs 11/);
+      await assert.rejects(stale.list(), /at migration 11, this holdfast needs 12/);
       await stale.close();
-      const script = migrationScript(schema, 10);
-      assert.doesNotMatch(script, /-- migration ([1-9]|10):/);
-      assert.match(script, /-- migration 11:/);
+      const script = migrationScript(schema, 11);
+      assert.doesNotMatch(script, /-- migration ([1-9]|1[01]):/);
+      assert.match(script, /-- migration 12:/);
       await admin(`BEGIN; ${script} COMMIT;`);
-      const [fk] = await admin<{ n: string }>(
-        `SELECT count(*) AS n FROM pg_constraint WHERE conrelid = '${q}.held'::regclass AND contype = 'f'`);
-      assert.equal(fk!.n, '0', 'the script dropped the foreign key');
+      const [grant] = await admin<{ src: string }>(
+        `SELECT prosrc AS src FROM pg_proc WHERE proname = 'hf_grant' AND pronamespace = '${q}'::regnamespace`);
+      assert.match(grant!.src, /greatest\(p_now, hf_now\(\)\)/, 'the script replaced hf_grant');
       const store = await openStore(schema, { migrate: false, listen: false });
       assert.equal((await store.acquire(request({ owner: 'o', resources: ['up/k'] }), once)).status, 'granted');
       assert.equal(typeof (await store.sweep()), 'number', 'the live lease is the next due item');
