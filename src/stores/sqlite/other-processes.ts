@@ -26,9 +26,9 @@ import type { StoreChange } from '../store.js';
 import type { OtherEvent } from './state.js';
 
 /** How often the data version is checked while tickets are queued and the log is watched (a safety net). */
-export const WATCHED_INTERVAL_MS = 50;
+const WATCHED_INTERVAL_MS = 50;
 /** How often it is checked while tickets are queued and the log can't be watched. */
-export const UNWATCHED_INTERVAL_MS = 5;
+const UNWATCHED_INTERVAL_MS = 5;
 /** After the log changed, how long the version is checked every millisecond, waiting for the commit to show... */
 const FAST_AFTER_WRITE_MS = 10;
 /** ...and the longest pause between the checks after that (2, 4, 8, ... ms). */
@@ -75,8 +75,16 @@ export class OtherProcessChanges {
     this.#watchFile = options.watchFile;
   }
 
-  /** Where reading must start if the acquire about to be sent queues (null if it cannot be read now). */
+  /**
+   * Where reading must start if the acquire about to be sent queues: null when following already
+   * (reading goes on from where it is) or when the file can't be read now.
+   */
   mark(): FollowMark | null {
+    if (this.#timer !== null) return null;
+    return this.#markNow();
+  }
+
+  #markNow(): FollowMark | null {
     try {
       return { version: this.#source.dataVersion(), after: this.#source.lastHistoryId() };
     } catch {
@@ -94,7 +102,7 @@ export class OtherProcessChanges {
     if (this.#timer !== null) return;
     // Without a mark from before the acquire, a grant made since is found by the waiter's next
     // heartbeat poll; if the file can't be read at all, the heartbeats are all there is.
-    const start = mark ?? this.mark();
+    const start = mark ?? this.#markNow();
     if (start === null) return;
     this.#after = start.after;
     this.#version = start.version;

@@ -1,26 +1,18 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { InvalidRequestError } from '../../../src/model/errors.js';
 import type { RequestInput } from '../../../src/model/request.js';
-import type { PostgresStore } from '../../../src/stores/postgres/store.js';
 import type { AcquireOutcome } from '../../../src/stores/store.js';
-import { dropSchema, freshSchema, holdPath, openStore, request, sleep } from './helpers.js';
+import { holdPath, request, sleep, suiteStore } from './helpers.js';
 
 const wait = { waitMs: 10_000, waiterTtlMs: 10_000 };
 const once = { waitMs: 0, waiterTtlMs: 5000 };
 
 describe('postgres store: conflicts, queue, time', () => {
-  const schema = freshSchema();
-  let store: PostgresStore;
-  before(async () => {
-    store = await openStore(schema);
-  });
-  after(async () => {
-    await store.close();
-    await dropSchema(schema);
-  });
+  const suite = suiteStore();
+  const { schema } = suite;
 
-  const tryOnce = async (input: RequestInput): Promise<AcquireOutcome> => store.acquire(request(input), once);
+  const tryOnce = async (input: RequestInput): Promise<AcquireOutcome> => suite.store.acquire(request(input), once);
 
   test('shared and exclusive on one key', async () => {
     assert.equal((await tryOnce({ owner: 'r1', resources: [{ key: 'sx/k', mode: 'shared' }] })).status, 'granted');
@@ -91,27 +83,27 @@ describe('postgres store: conflicts, queue, time', () => {
 
   test('all or nothing: a multi-resource request holds nothing while blocked', async () => {
     const held = request({ owner: 'h', resources: ['multi/b'] });
-    assert.equal((await store.acquire(held, once)).status, 'granted');
+    assert.equal((await suite.store.acquire(held, once)).status, 'granted');
     const both = request({ owner: 'm', resources: ['multi/a', 'other-root/c', 'multi/b'] });
-    const out = await store.acquire(both, wait);
+    const out = await suite.store.acquire(both, wait);
     assert.equal(out.status, 'queued');
     // Nothing of it is held: the free keys are still free for others.
     assert.equal((await tryOnce({ owner: 'x', resources: ['other-root/c/deep'] })).status, 'busy'); // queued waiter blocks
-    assert.equal((await store.list({ prefix: 'multi/' })).locks.length, 1);
-    assert.equal(await store.release(held.id), true);
-    const granted = await store.poll(both.id);
+    assert.equal((await suite.store.list({ prefix: 'multi/' })).locks.length, 1);
+    assert.equal(await suite.store.release(held.id), true);
+    const granted = await suite.store.poll(both.id);
     assert.equal(granted.status, 'granted');
     if (granted.status === 'granted') assert.equal(granted.lease.resources.length, 3);
   });
 
   test('FIFO: many queued waiters are granted in queue order, a try-once request never jumps the queue', async () => {
     const first = request({ owner: 'holder', resources: ['fifo/k'] });
-    assert.equal((await store.acquire(first, once)).status, 'granted');
+    assert.equal((await suite.store.acquire(first, once)).status, 'granted');
     const waiters = Array.from({ length: 20 }, (_, i) =>
       request({ owner: `w${i}`, resources: i % 3 === 0 ? ['fifo/k/sub'] : ['fifo/k'] }),
     );
-    for (const w of waiters) assert.equal((await store.acquire(w, wait)).status, 'queued');
-    const table = await store.list({ prefix: 'fifo/k' });
+    for (const w of waiters) assert.equal((await suite.store.acquire(w, wait)).status, 'queued');
+    const table = await suite.store.list({ prefix: 'fifo/k' });
     assert.deepEqual(table.waiters.filter((w) => w.key === 'fifo/k').map((w) => w.position), [...Array(13).keys()].map((i) => i + 1));
     // The key is free of holders after this release only for the first waiter.
     const jumper = await tryOnce({ owner: 'jumper', resources: ['fifo/k/sub/deeper'] });
@@ -121,73 +113,73 @@ describe('postgres store: conflicts, queue, time', () => {
     const order: string[] = [];
     let current = first.id;
     for (let i = 0; i < waiters.length; i++) {
-      assert.equal(await store.release(current), true);
+      assert.equal(await suite.store.release(current), true);
       // Exactly one waiter (the next in queue order) was granted by the release.
-      const states = await Promise.all(waiters.map((w) => store.poll(w.id)));
+      const states = await Promise.all(waiters.map((w) => suite.store.poll(w.id)));
       const granted = waiters.filter((_, j) => states[j]!.status === 'granted');
       assert.equal(granted.length, 1);
       order.push(granted[0]!.owner);
       current = granted[0]!.id;
     }
     assert.deepEqual(order, waiters.map((w) => w.owner));
-    await store.release(current);
+    await suite.store.release(current);
   });
 
   test('a later shared request waits behind a queued exclusive one (no writer starvation)', async () => {
     assert.equal((await tryOnce({ owner: 'r', resources: [{ key: 'starve/k', mode: 'shared' }] })).status, 'granted');
     const writer = request({ owner: 'w', resources: ['starve/k'] });
-    assert.equal((await store.acquire(writer, wait)).status, 'queued');
+    assert.equal((await suite.store.acquire(writer, wait)).status, 'queued');
     const reader = await tryOnce({ owner: 'r2', resources: [{ key: 'starve/k', mode: 'shared' }] });
     assert.equal(reader.status, 'busy');
     if (reader.status === 'busy') assert.deepEqual(reader.holders.map((h) => [h.owner, h.state]), [['w', 'queued']]);
   });
 
-  test('expiry by the store clock: an expired lease confers nothing, the next grant has a higher fence', async () => {
+  test('expiry by the suite.store clock: an expired lease confers nothing, the next grant has a higher fence', async () => {
     const a = request({ owner: 'a', resources: ['exp/k'], ttlMs: 200 });
-    const out = await store.acquire(a, once);
+    const out = await suite.store.acquire(a, once);
     assert.equal(out.status, 'granted');
     const b = request({ owner: 'b', resources: ['exp/k'] });
-    assert.equal((await store.acquire(b, wait)).status, 'queued');
+    assert.equal((await suite.store.acquire(b, wait)).status, 'queued');
     await sleep(300);
-    assert.equal(await store.get(a.id), null);
-    assert.equal((await store.renew(a.id, 1000)).status, 'lost');
-    assert.equal(await store.release(a.id), false);
-    const granted = await store.poll(b.id);
+    assert.equal(await suite.store.get(a.id), null);
+    assert.equal((await suite.store.renew(a.id, 1000)).status, 'lost');
+    assert.equal(await suite.store.release(a.id), false);
+    const granted = await suite.store.poll(b.id);
     assert.equal(granted.status, 'granted');
     if (granted.status === 'granted' && out.status === 'granted') assert.ok(granted.lease.fence > out.lease.fence);
-    const events = await store.history({ key: 'exp/k', limit: 3 });
+    const events = await suite.store.history({ key: 'exp/k', limit: 3 });
     assert.deepEqual(events.map((e) => e.type), ['acquired', 'expired', 'acquired']);
   });
 
   test('lock-delay after expiry and after a forced release, not after a normal release', async () => {
     const a = request({ owner: 'a', resources: ['delay/k'], ttlMs: 150, lockDelayMs: 600 });
-    assert.equal((await store.acquire(a, once)).status, 'granted');
+    assert.equal((await suite.store.acquire(a, once)).status, 'granted');
     await sleep(250);
     const blocked = await tryOnce({ owner: 'b', resources: ['delay/k/sub'] });
     assert.equal(blocked.status, 'busy');
     if (blocked.status === 'busy') assert.equal(blocked.holders[0]!.state, 'delayed');
     await sleep(600);
     const free = request({ owner: 'b', resources: ['delay/k'], lockDelayMs: 60_000 });
-    assert.equal((await store.acquire(free, once)).status, 'granted');
-    assert.equal(await store.forceRelease('delay/k', { by: 'ops' }), 1);
+    assert.equal((await suite.store.acquire(free, once)).status, 'granted');
+    assert.equal(await suite.store.forceRelease('delay/k', { by: 'ops' }), 1);
     assert.equal((await tryOnce({ owner: 'c', resources: ['delay/k'] })).status, 'busy');
 
     const n = request({ owner: 'n', resources: ['delay/n'], lockDelayMs: 60_000 });
-    assert.equal((await store.acquire(n, once)).status, 'granted');
-    assert.equal(await store.release(n.id), true);
+    assert.equal((await suite.store.acquire(n, once)).status, 'granted');
+    assert.equal(await suite.store.release(n.id), true);
     assert.equal((await tryOnce({ owner: 'c', resources: ['delay/n'] })).status, 'granted');
   });
 
   test('a waiter that stops polling is dropped and frees the queue', async () => {
     const a = request({ owner: 'a', resources: ['dead/k'] });
-    assert.equal((await store.acquire(a, once)).status, 'granted');
+    assert.equal((await suite.store.acquire(a, once)).status, 'granted');
     const dead = request({ owner: 'dead', resources: ['dead/k'] });
-    assert.equal((await store.acquire(dead, { waitMs: 60_000, waiterTtlMs: 200 })).status, 'queued');
+    assert.equal((await suite.store.acquire(dead, { waitMs: 60_000, waiterTtlMs: 200 })).status, 'queued');
     const live = request({ owner: 'live', resources: ['dead/k'] });
-    assert.equal((await store.acquire(live, wait)).status, 'queued');
+    assert.equal((await suite.store.acquire(live, wait)).status, 'queued');
     await sleep(300);
-    assert.equal(await store.release(a.id), true);
-    assert.equal((await store.poll(dead.id)).status, 'gone');
-    assert.equal((await store.poll(live.id)).status, 'granted');
+    assert.equal(await suite.store.release(a.id), true);
+    assert.equal((await suite.store.poll(dead.id)).status, 'gone');
+    assert.equal((await suite.store.poll(live.id)).status, 'granted');
   });
 });

@@ -6,32 +6,24 @@
  * leases live at once (SPEC 3.1, by the store's clock), as the fault harness once found.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
-import type { PostgresStore } from '../../../src/stores/postgres/store.js';
-import { dropSchema, freshSchema, openStore, POSTGRES_URL, request, sleep } from './helpers.js';
+import { POSTGRES_URL, request, sleep, suiteStore } from './helpers.js';
 
 const once = { waitMs: 0, waiterTtlMs: 5000 };
 
 describe('postgres store: grant time', () => {
-  const schema = freshSchema();
-  let store: PostgresStore;
-  before(async () => {
-    store = await openStore(schema);
-  });
-  after(async () => {
-    await store.close();
-    await dropSchema(schema);
-  });
+  const suite = suiteStore();
+  const { schema } = suite;
 
   test('a waiter granted by an operation that waited meanwhile is dated after the other lease it needed ended', async () => {
-    const first = await store.acquire(request({ owner: 'first', resources: ['gt-a/x'] }), once);
-    const second = await store.acquire(request({ owner: 'second', resources: ['gt-b/y'] }), once);
+    const first = await suite.store.acquire(request({ owner: 'first', resources: ['gt-a/x'] }), once);
+    const second = await suite.store.acquire(request({ owner: 'second', resources: ['gt-b/y'] }), once);
     assert.equal(first.status, 'granted');
     assert.equal(second.status, 'granted');
     // Wants both keys, under two roots.
     const waiter = request({ owner: 'waiter', resources: ['gt-a/x', 'gt-b/y'] });
-    const queued = await store.acquire(waiter, { waitMs: 30_000, waiterTtlMs: 30_000 });
+    const queued = await suite.store.acquire(waiter, { waitMs: 30_000, waiterTtlMs: 30_000 });
     assert.equal(queued.status, 'queued');
 
     // Another session locks the second lease's row. A forced release of its key takes the root
@@ -42,11 +34,11 @@ describe('postgres store: grant time', () => {
     try {
       await blocker.query('BEGIN');
       await blocker.query(`UPDATE ${pg.escapeIdentifier(schema)}.leases SET ttl_ms = ttl_ms WHERE id = $1`, [second.lease.id]);
-      forcing = store.forceRelease('gt-b/y', { by: 'admin' });
+      forcing = suite.store.forceRelease('gt-b/y', { by: 'admin' });
       await sleep(300);
       // Meanwhile the first lease ends; the waiter can't be granted yet (gt-b is locked, its
       // second key still held), so this release leaves it to the forced release.
-      assert.equal(await store.release(first.lease.id), true);
+      assert.equal(await suite.store.release(first.lease.id), true);
       await sleep(50);
     } finally {
       await blocker.query('COMMIT');
@@ -54,9 +46,9 @@ describe('postgres store: grant time', () => {
     }
     assert.equal(await forcing, 1);
 
-    const polled = await store.poll(waiter.id);
+    const polled = await suite.store.poll(waiter.id);
     assert.equal(polled.status, 'granted');
-    const events = await store.history({ limit: 10 });
+    const events = await suite.store.history({ limit: 10 });
     const ended = events.find((e) => e.type === 'released' && e.owner === 'first');
     const granted = events.find((e) => e.type === 'acquired' && e.owner === 'waiter');
     assert.ok(ended && granted, JSON.stringify(events));

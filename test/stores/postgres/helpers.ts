@@ -1,5 +1,6 @@
 /** Shared helpers of the postgres store tests: a fresh schema per file, requests, waiting. */
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import pg from 'pg';
 import { validateRequest, type RequestInput } from '../../../src/model/request.js';
 import type { LeaseRecord, LockRequest } from '../../../src/model/types.js';
@@ -29,6 +30,29 @@ export async function openStore(schema: string, options: PostgresStoreOptions = 
   const store = createPostgresStore(POSTGRES_URL, { schema, poolSize: 4, ...options });
   await store.ready();
   return store;
+}
+
+/**
+ * For one `describe` block: a fresh schema and a store on it, opened (and the schema migrated)
+ * before the block's tests and closed, with the schema dropped, after them. Read `store` inside tests.
+ */
+export function suiteStore(options: PostgresStoreOptions = {}): { readonly schema: string; readonly store: PostgresStore } {
+  const schema = freshSchema();
+  let store: PostgresStore | null = null;
+  before(async () => {
+    store = await openStore(schema, options);
+  });
+  after(async () => {
+    await store?.close();
+    await dropSchema(schema);
+  });
+  return {
+    schema,
+    get store(): PostgresStore {
+      if (store === null) throw new Error('the suite\'s store opens in before()');
+      return store;
+    },
+  };
 }
 
 /** Runs one statement on a short-lived connection. */
