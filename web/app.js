@@ -1,186 +1,277 @@
-// The holdfast dashboard: held locks, waiters with positions and recent history, updated live
-// from /v1/events. Plain JavaScript, no build step. The event stream is read with fetch (not
-// EventSource) so that a bearer token can be sent in a header, never in a URL.
+// The holdfast dashboard: an operator's console over the HTTP API. Plain browser modules, no
+// build step (web/ui/*.js). The lock table is read from /v1/locks and read again, throttled, when
+// /v1/events says something changed (and every few seconds, to see renewals and expiries).
+
+import { ApiError, api, identify, needsToken, session, setToken, text } from './ui/api.js';
+import { Charts, SAMPLE_MS } from './ui/charts.js';
+import { DetailPanel } from './ui/detail.js';
+import { clock } from './ui/format.js';
+import { renderHistory } from './ui/history.js';
+import { LockList } from './ui/list.js';
+import { EventStream } from './ui/stream.js';
+import { UsualDurations } from './ui/stuck.js';
+import { branchPaths, buildTree } from './ui/tree.js';
 
 const $ = (id) => document.getElementById(id);
-const state = { prefix: '', token: sessionStorage.getItem('holdfast-token') || '', table: { locks: [], waiters: [] }, history: [], skewMs: 0, lastEventId: '' };
+const PERIODIC_MS = 5000;
+const METRICS_MS = 5000;
+const USUAL_MS = 30_000;
+
+const state = {
+  table: { locks: [], waiters: [] },
+  history: [],
+  skewMs: 0,
+  query: '',
+  sharedByKey: new Map(),
+  /** fence -> { expiresAt, count, firstSeen, lastAt } */
+  renewals: new Map(),
+  root: null,
+  loadedAt: 0,
+};
+const usual = new UsualDurations();
+const now = () => Date.now() + state.skewMs;
+const sharedCount = (key) => state.sharedByKey.get(key) ?? 0;
+const stuck = (key, heldMs) => usual.stuck(key, heldMs);
+
+const charts = new Charts($('charts'));
+const list = new LockList($('tree'), {
+  now, sharedCount, stuck,
+  onOpen: (row) => (row.kind === 'waiter' ? detail.showKey(row.node.path) : detail.showLease((row.item ?? row.node.holders[0]).fence)),
+  onRows: () => {},
+});
+const detail = new DetailPanel($('detail'), {
+  table: () => state.table, now, sharedCount, stuck,
+  renewals: (fence) => state.renewals.get(fence) ?? null,
+  done: (sentence) => {
+    notice(sentence);
+    requestRefresh();
+  },
+  closed: () => $('tree').focus(),
+});
+
+function notice(sentence) {
+  $('notice').textContent = sentence;
+  $('notice').hidden = false;
+  clearTimeout(notice.timer);
+  notice.timer = setTimeout(() => ($('notice').hidden = true), 8000);
+}
+
+function showError(message) {
+  $('error').hidden = !message;
+  $('error').textContent = message || '';
+}
+
+function noteRenewals(locks) {
+  const seen = new Set();
+  const at = new Date(now()).toISOString();
+  for (const lock of locks) {
+    if (seen.has(lock.fence)) continue;
+    seen.add(lock.fence);
+    const known = state.renewals.get(lock.fence);
+    if (!known) state.renewals.set(lock.fence, { expiresAt: lock.expiresAt, count: 0, firstSeen: at, lastAt: null });
+    else if (Date.parse(lock.expiresAt) > Date.parse(known.expiresAt)) {
+      known.count += 1;
+      known.lastAt = at;
+      known.expiresAt = lock.expiresAt;
+    }
+  }
+  for (const fence of state.renewals.keys()) if (!seen.has(fence)) state.renewals.delete(fence);
+}
+
+function rebuild() {
+  state.root = buildTree(state.table, state.query);
+  list.setTree(state.root, state.query.trim() !== '');
+  const held = new Set(state.table.locks.map((l) => l.fence)).size;
+  $('locks-count').textContent = state.query.trim() ? `${state.root.held} of ${state.table.locks.length} shown` : `${state.table.locks.length} keys held by ${held} lease${held === 1 ? '' : 's'}, ${state.table.waiters.length} waiting`;
+  const empty = state.root.held + state.root.waiting === 0;
+  $('tree-empty').hidden = !empty;
+  $('tree-empty').textContent = state.query.trim() ? `Nothing held or waiting matches “${state.query.trim()}”.` : 'No locks held, nobody waiting.';
+  renderHistory($('history'), state.history, state.query);
+}
+
+function askForToken(why) {
+  $('token-box').hidden = false;
+  $('token-why').textContent = why;
+}
+
+async function load() {
+  if (needsToken()) {
+    askForToken('This server needs a token. It is kept in this tab only (session storage).');
+    return;
+  }
+  const [table, history] = await Promise.all([api('GET', '/v1/locks'), api('GET', '/v1/history?limit=100')]);
+  state.skewMs = Date.parse(table.now) - Date.now();
+  state.table = table;
+  state.history = history.events;
+  state.loadedAt = Date.now();
+  state.sharedByKey = new Map();
+  for (const lock of table.locks) if (lock.mode === 'shared') state.sharedByKey.set(lock.key, sharedCount(lock.key) + 1);
+  noteRenewals(table.locks);
+  charts.table(table);
+  rebuild();
+  detail.render(true);
+}
+
+// Refreshes are throttled to leave the page idle at least half the time under a burst of events.
+let inFlight = false;
+let again = false;
+let lastDurationMs = 0;
+let lastEndedAt = 0;
 let refreshTimer = null;
-let stream = null;
 
-function headers() {
-  return state.token ? { authorization: `Bearer ${state.token}` } : {};
-}
-
-async function getJson(path) {
-  const res = await fetch(path, { headers: { accept: 'application/json', ...headers() } });
-  if (res.status === 401) {
-    $('token-box').hidden = false;
-    throw new Error('This server needs a token: enter it above.');
+function requestRefresh() {
+  if (inFlight) {
+    again = true;
+    return;
   }
-  const body = await res.json();
-  if (!res.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : `HTTP ${res.status}`);
-  return body;
-}
-
-/** "12 s", "4 min", "3 h". */
-function span(ms) {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s} s`;
-  if (s < 7200) return `${Math.round(s / 60)} min`;
-  return `${Math.round(s / 3600)} h`;
-}
-
-const serverNow = () => Date.now() + state.skewMs;
-
-function cell(row, text, className) {
-  const td = document.createElement('td');
-  td.textContent = text;
-  if (className) td.className = className;
-  row.appendChild(td);
-  return td;
-}
-
-function modeCell(row, mode, limit) {
-  const td = document.createElement('td');
-  const badge = document.createElement('span');
-  badge.className = `mode ${mode}`;
-  badge.textContent = limit === null || limit === undefined ? mode : `${mode} / ${limit}`;
-  td.appendChild(badge);
-  row.appendChild(td);
-}
-
-const messageOf = (metadata) => (metadata && typeof metadata.message === 'string' ? metadata.message : '');
-
-function fill(tableId, rows, render) {
-  const body = $(tableId).querySelector('tbody');
-  body.replaceChildren(...rows.map(render));
-  $(`${tableId}-count`).textContent = String(rows.length);
-  $(`${tableId}-empty`).hidden = rows.length > 0;
-  $(tableId).hidden = rows.length === 0;
-}
-
-function render() {
-  const now = serverNow();
-  fill('locks', state.table.locks, (lock) => {
-    const row = document.createElement('tr');
-    cell(row, lock.key, 'key');
-    modeCell(row, lock.mode, lock.limit);
-    cell(row, lock.owner);
-    cell(row, String(lock.fence), 'num');
-    const left = Date.parse(lock.expiresAt) - now;
-    cell(row, span(left), left < 5000 ? 'num soon' : 'num');
-    cell(row, messageOf(lock.metadata), 'msg');
-    return row;
-  });
-  fill('waiters', state.table.waiters, (waiter) => {
-    const row = document.createElement('tr');
-    cell(row, waiter.key, 'key');
-    cell(row, `#${waiter.position}`, 'num');
-    modeCell(row, waiter.mode, waiter.limit);
-    cell(row, waiter.owner);
-    cell(row, span(now - Date.parse(waiter.since)), 'num');
-    cell(row, span(Date.parse(waiter.waitUntil) - now), 'num');
-    cell(row, messageOf(waiter.metadata), 'msg');
-    return row;
-  });
-  const history = state.history.filter((e) => !state.prefix || e.resources.some((r) => r.key.startsWith(state.prefix)));
-  fill('history', history, (event) => {
-    const row = document.createElement('tr');
-    cell(row, new Date(event.at).toLocaleTimeString(), 'num');
-    cell(row, event.reason && event.type === 'released' && event.reason !== 'release' ? `${event.type} (${event.reason})` : event.type, `type ${event.type}`);
-    cell(row, event.resources.map((r) => r.key).join(', '), 'key');
-    cell(row, event.owner);
-    cell(row, String(event.fence), 'num');
-    cell(row, event.by && event.by !== event.owner ? event.by : '');
-    return row;
-  });
-}
-
-function showError(error) {
-  $('error').hidden = !error;
-  $('error').textContent = error ? String(error.message || error) : '';
-}
-
-async function refresh() {
-  try {
-    const query = state.prefix ? `?prefix=${encodeURIComponent(state.prefix)}` : '';
-    const [table, history] = await Promise.all([getJson(`/v1/locks${query}`), getJson('/v1/history?limit=100')]);
-    state.skewMs = Date.parse(table.now) - Date.now();
-    state.table = table;
-    state.history = history.events;
-    showError(null);
-    render();
-    if (!stream) follow();
-  } catch (error) {
-    showError(error);
-  }
-}
-
-/** Coalesces bursts of events into one refresh. */
-function scheduleRefresh() {
   if (refreshTimer !== null) return;
-  refreshTimer = setTimeout(() => {
-    refreshTimer = null;
-    refresh();
-  }, 100);
+  const gap = Math.min(2000, Math.max(100, 2 * lastDurationMs));
+  const wait = Math.max(0, lastEndedAt + gap - Date.now());
+  refreshTimer = setTimeout(runRefresh, wait);
 }
 
-function setStatus(live, text) {
+async function runRefresh() {
+  refreshTimer = null;
+  inFlight = true;
+  const started = performance.now();
+  try {
+    await load();
+    showError('');
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      askForToken(`The server refused the token: ${error.message}`);
+      showError('');
+    } else {
+      const asOf = state.loadedAt ? ` The table shows the state as of ${clock(new Date(state.loadedAt).toISOString())}.` : '';
+      showError(`${error.message || error}.${asOf}`);
+    }
+  } finally {
+    inFlight = false;
+    lastDurationMs = performance.now() - started;
+    lastEndedAt = Date.now();
+    if (again) {
+      again = false;
+      requestRefresh();
+    }
+  }
+}
+
+function setLive(live, text) {
   $('dot').className = `dot ${live ? 'live' : 'down'}`;
   $('status').textContent = text;
 }
 
-/** Reads /v1/events with fetch, resuming with Last-Event-ID; reconnects after a break. */
-async function follow() {
-  const controller = new AbortController();
-  stream = controller;
+const stream = new EventStream({
+  onEvent: (event) => {
+    if (event.type === 'reset') void reidentify();
+    else charts.event(event);
+    requestRefresh();
+  },
+  onUp: () => {
+    setLive(true, 'live');
+    $('stream-down').hidden = true;
+    // Whatever happened while the stream was down (or the server restarted) is read again.
+    void reidentify();
+  },
+  onDown: ({ since, attempt, retryInMs, reason }) => {
+    setLive(false, 'reconnecting');
+    $('stream-down').hidden = false;
+    $('stream-down').textContent = `Live updates are down since ${clock(new Date(since).toISOString())} (${reason}). Reconnecting: attempt ${attempt}, next in ${Math.round(retryInMs / 100) / 10} s. The table may be stale.`;
+  },
+});
+
+async function reidentify() {
   try {
-    const extra = state.lastEventId ? { 'last-event-id': state.lastEventId } : {};
-    const res = await fetch('/v1/events', { headers: { accept: 'text/event-stream', ...headers(), ...extra }, signal: controller.signal });
-    if (!res.ok || !res.body) throw new Error(`events: HTTP ${res.status}`);
-    setStatus(true, 'live');
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf('\n\n')) !== -1) {
-        const frame = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        for (const line of frame.split('\n')) if (line.startsWith('id:')) state.lastEventId = line.slice(3).trim();
-        if (frame.split('\n').some((line) => line.startsWith('data:'))) scheduleRefresh();
-      }
-    }
+    await identify();
+    showWho();
   } catch (error) {
-    if (controller.signal.aborted) return;
+    if (error instanceof ApiError && error.status === 401) askForToken(`The server refused the token: ${error.message}`);
   }
-  setStatus(false, 'reconnecting');
-  stream = null;
-  setTimeout(() => {
-    if (!stream) refresh();
-  }, 2000);
+  requestRefresh();
+}
+
+function showWho() {
+  const info = session.info;
+  if (info) $('store').textContent = `${info.store.kind}${info.store.durable ? ', durable' : ''} · v${info.version}`;
+  const who = session.who;
+  $('who').textContent = !who ? '' : info?.tokens ? `signed in as ${who.name}${who.admin ? ' (admin)' : ' (read only)'}` : 'no tokens on this server: loopback admin';
+  if (info?.tokens) $('token-box').hidden = false;
+  if (who) $('token-why').textContent = '';
+  detail.render();
+}
+
+async function scrapeMetrics() {
+  if (document.hidden || needsToken()) return;
+  try {
+    charts.metrics(await text('/metrics'));
+  } catch (error) {
+    charts.metricsFailed(error.message);
+  }
+}
+
+async function learnUsual() {
+  if (document.hidden || needsToken()) return;
+  try {
+    usual.learn((await api('GET', '/v1/history?limit=2000')).events);
+  } catch {
+    // The next round tries again; the table's refresh reports an unreachable server.
+  }
+}
+
+function wire() {
+  $('search').addEventListener('input', () => {
+    state.query = $('search').value;
+    rebuild();
+  });
+  $('token-box').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    setToken($('token').value.trim());
+    $('token').value = '';
+    await reidentify();
+    if (!needsToken()) stream.restart();
+  });
+  $('sign-out').addEventListener('click', async () => {
+    setToken('');
+    session.who = null;
+    stream.stop();
+    state.table = { locks: [], waiters: [] };
+    state.history = [];
+    rebuild();
+    showWho();
+    askForToken('Signed out: the token was removed from this tab.');
+  });
+  $('expand-all').addEventListener('click', () => list.expandAll());
+  $('collapse-all').addEventListener('click', () => state.root && list.collapseAll(branchPaths(state.root)));
+  document.addEventListener('keydown', (e) => {
+    if (e.key === '/' && !['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName) && !$('confirm').open) {
+      e.preventDefault();
+      $('search').focus();
+    }
+  });
+  setInterval(() => {
+    list.render();
+    detail.tick();
+  }, 1000);
+  setInterval(() => requestRefresh(), PERIODIC_MS);
+  setInterval(() => charts.sample(), SAMPLE_MS);
+  setInterval(scrapeMetrics, METRICS_MS);
+  setInterval(learnUsual, USUAL_MS);
 }
 
 async function start() {
-  const info = await getJson('/v1/info').catch(() => null);
-  if (info) $('store').textContent = `${info.store.kind}${info.store.durable ? ', durable' : ''} · v${info.version}`;
-  $('token').value = state.token;
-  $('prefix').addEventListener('input', () => {
-    state.prefix = $('prefix').value.trim();
-    scheduleRefresh();
-  });
-  $('token').addEventListener('change', () => {
-    state.token = $('token').value.trim();
-    sessionStorage.setItem('holdfast-token', state.token);
-    stream?.abort();
-    stream = null;
-    refresh();
-  });
-  render();
-  setInterval(render, 1000);
-  await refresh();
+  wire();
+  charts.draw();
+  try {
+    await identify();
+  } catch (error) {
+    showError(`${error.message}.`);
+  }
+  showWho();
+  if (needsToken()) askForToken('This server needs a token. It is kept in this tab only (session storage).');
+  await runRefresh();
+  void scrapeMetrics();
+  void learnUsual();
+  if (!needsToken()) stream.start();
 }
 
-start();
+void start();

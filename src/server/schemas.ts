@@ -282,3 +282,18 @@ export const statusAnswer = {
   required: ['status'],
   properties: { status: { type: 'string' }, store: { type: 'object', additionalProperties: true } },
 } as const;
+
+export const uiFileParams = {
+  type: 'object', required: ['name'],
+  properties: { name: { type: 'string', minLength: 1, maxLength: 80, description: 'NAME.js or NAME.css in web/ui/' } },
+} as const;
+
+export const whoamiAnswer = {
+  type: 'object',
+  required: ['name', 'admin', 'tokens'],
+  properties: {
+    name: { type: 'string', description: 'The token\'s name (`anonymous` when the server has no tokens)' },
+    admin: { type: 'boolean', description: 'May force-release keys and release any owner\'s leases' },
+    tokens: { type: 'boolean', description: 'The server checks tokens' },
+  },
+} as const;

@@ -1,12 +1,13 @@
 /**
  * Routes around the API: `/healthz` (the process is up), `/readyz` (the store answers),
- * `/metrics` (Prometheus), `/openapi.json`, and the dashboard (`/`, `/app.js` from `web/`).
+ * `/metrics` (Prometheus), `/openapi.json`, `/v1/whoami` (the token's name and admin right, for the
+ * dashboard), and the dashboard (`/`, `/app.js` and its modules `/ui/NAME.js|css` from `web/`).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { NotFoundError, StoreUnavailableError } from '../../model/errors.js';
-import type { RouteSpec, ServerContext } from '../context.js';
+import { principalOf, type RouteSpec, type ServerContext } from '../context.js';
 import { openapiDocument } from '../openapi.js';
 import * as S from '../schemas.js';
 
@@ -33,6 +34,25 @@ function staticFile(root: string, name: string, type: string): (reply: FastifyRe
   };
 }
 
+/** The dashboard's modules: `web/ui/NAME.js` and `web/ui/NAME.css`, nothing else. */
+const UI_FILE = /^([a-z][a-z0-9-]{0,63})\.(js|css)$/;
+const UI_TYPES: Record<string, string> = { js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
+
+function uiFiles(root: string): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
+  const served = new Map<string, (reply: FastifyReply) => FastifyReply>();
+  return (request, reply) => {
+    const { name } = request.params as { name: string };
+    const match = UI_FILE.exec(name);
+    if (!match) throw new NotFoundError(`The dashboard file ${JSON.stringify(name)}`);
+    const known = served.get(name);
+    if (known !== undefined) return known(reply);
+    const send = staticFile(join(root, 'ui'), name, UI_TYPES[match[2]!]!);
+    const sent = send(reply);
+    served.set(name, send); // only files that exist are remembered
+    return sent;
+  };
+}
+
 /** A probe for `/readyz`: a read the store must answer, over no real key. */
 async function probe(ctx: ServerContext): Promise<void> {
   try {
@@ -47,6 +67,7 @@ async function probe(ctx: ServerContext): Promise<void> {
 export function miscRoutes(ctx: ServerContext, all: () => readonly RouteSpec[]): RouteSpec[] {
   const index = staticFile(ctx.options.webRoot, 'index.html', 'text/html; charset=utf-8');
   const app = staticFile(ctx.options.webRoot, 'app.js', 'text/javascript; charset=utf-8');
+  const ui = uiFiles(ctx.options.webRoot);
   let openapi: Record<string, unknown> | null = null;
   return [
     {
@@ -94,6 +115,19 @@ export function miscRoutes(ctx: ServerContext, all: () => readonly RouteSpec[]):
       method: 'GET', url: '/app.js', operationId: 'dashboardScript', access: 'none', produces: 'text/javascript', summary: 'The dashboard script',
       schema: {},
       handler: async (_request, reply) => app(reply),
+    },
+    {
+      method: 'GET', url: '/ui/:name', operationId: 'dashboardModule', access: 'none', produces: 'text/javascript', summary: 'A module of the dashboard (script or style sheet)',
+      schema: { params: S.uiFileParams },
+      handler: async (request, reply) => ui(request, reply),
+    },
+    {
+      method: 'GET', url: '/v1/whoami', operationId: 'whoami', access: 'token', summary: 'The token of the request: its name and whether it is an admin (the dashboard shows admin actions by it)',
+      schema: { response: { 200: S.whoamiAnswer, '4XX': S.errorAnswer } },
+      handler: async (request) => {
+        const principal = principalOf(request);
+        return { name: principal.name, admin: principal.admin, tokens: ctx.options.tokens !== null };
+      },
     },
   ];
 }
