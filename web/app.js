@@ -195,7 +195,8 @@ function showWho() {
   if (info) $('store').textContent = `${info.store.kind}${info.store.durable ? ', durable' : ''} · v${info.version}`;
   const who = session.who;
   $('who').textContent = !who ? '' : info?.tokens ? `signed in as ${who.name}${who.admin ? ' (admin)' : ' (read only)'}` : 'no tokens on this server: loopback admin';
-  if (info?.tokens) $('token-box').hidden = false;
+  $('token-box').hidden = Boolean(who) || !info?.tokens;
+  $('sign-out').hidden = !session.token;
   if (who) $('token-why').textContent = '';
   detail.render();
 }

@@ -83,8 +83,8 @@ export interface Ran {
   stderr: string;
 }
 
-/** Runs the holdfast CLI to its end. */
-export function holdfast(args: string[], env: Record<string, string> = {}): Promise<Ran> {
+/** Runs the holdfast CLI to its end; `.child` is the process (to kill one left waiting). */
+export function holdfast(args: string[], env: Record<string, string> = {}): Promise<Ran> & { child: ChildProcess } {
   const child = spawn(process.execPath, [BIN, ...args], {
     env: { ...process.env, HOLDFAST_STORE: '', HOLDFAST_SERVER: '', HOLDFAST_TOKEN: '', HOLDFAST_TOKENS: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -93,10 +93,11 @@ export function holdfast(args: string[], env: Record<string, string> = {}): Prom
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve, reject) => {
+  const done = new Promise<Ran>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+  return Object.assign(done, { child });
 }
 
 /** `holdfast serve` in a child process, on a fixed port so that a restart keeps the page's URL. */

@@ -93,8 +93,8 @@ export class Charts {
 
   metrics(text) {
     this.metricsError = '';
-    const buckets = waitBuckets(text);
-    if (!buckets) return;
+    // No series yet (nothing waited since the server started) counts as all zeros.
+    const buckets = waitBuckets(text) ?? [[Infinity, 0]];
     const now = Date.now();
     this.scrapes.push({ at: now, buckets });
     while (this.scrapes.length > 2 && this.scrapes[1].at <= now - WAIT_WINDOW_MS) this.scrapes.shift();
@@ -123,8 +123,9 @@ export class Charts {
   #waitQuantiles() {
     if (this.scrapes.length === 0) return [NaN, NaN];
     const last = this.scrapes.at(-1).buckets;
-    const first = this.scrapes.length > 1 ? this.scrapes[0].buckets : last.map(([le]) => [le, 0]);
-    const delta = last.map(([le, count], i) => [le, count - (first[i]?.[1] ?? 0)]);
+    const first = this.scrapes.length > 1 ? this.scrapes[0].buckets : [];
+    const before = (le) => first.find(([l]) => l === le)?.[1] ?? 0;
+    const delta = last.map(([le, count]) => [le, count - before(le)]);
     return [quantile(0.5, delta), quantile(0.99, delta)];
   }
 

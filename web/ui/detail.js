@@ -21,8 +21,9 @@ export class DetailPanel {
     this.historyFor = '';
     this.historySeq = 0;
     this.loading = '';
-    panel.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape') this.close();
+    // Escape closes the panel from anywhere, unless a confirmation dialog is open (it closes first).
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && this.open && !document.querySelector('dialog[open]')) this.close();
     });
   }
 
@@ -31,7 +32,8 @@ export class DetailPanel {
   }
 
   showLease(fence) {
-    this.#show({ kind: 'lease', fence });
+    // Its keys are remembered, so that its history is still shown after the lease ended.
+    this.#show({ kind: 'lease', fence, keys: this.view.table().locks.filter((l) => l.fence === fence).map((l) => l.key) });
   }
 
   showKey(key) {
@@ -96,11 +98,12 @@ export class DetailPanel {
     const locks = table.locks.filter((l) => l.fence === fence);
     const out = [];
     if (locks.length === 0) {
-      out.push(this.#header(`Lease #${fence}`, 'ended'), el('p', 'note', 'This lease is no longer held (released, expired or forced). Its history is below.'));
+      out.push(this.#header(`Lease #${fence}`, 'ended'), el('p', 'note', `This lease is no longer held (released, expired or forced). The history of its key${this.target.keys.length === 1 ? '' : 's'} is below.`));
       out.push(this.#historyBlock());
       return out;
     }
     const first = locks[0];
+    this.target.keys = locks.map((l) => l.key);
     out.push(this.#header(`Lease #${fence}`, first.owner));
     const renewals = this.view.renewals(fence);
     const facts = dl([
@@ -183,7 +186,7 @@ export class DetailPanel {
     else if (this.history.length === 0) box.append(el('p', 'muted', 'No events.'));
     const t = el('table', 'queue');
     for (const e of this.history.slice(0, 30)) {
-      const tr = el('tr');
+      const tr = el('tr', this.target?.kind === 'lease' && e.fence === this.target.fence ? 'mine' : '');
       const what = e.type === 'released' && e.reason && e.reason !== 'release' ? `${e.type} (${e.reason})` : e.type;
       tr.append(el('td', 'num', clock(e.at)), el('td', `type ${e.type}`, what), el('td', '', `#${e.fence} ${e.owner}`), el('td', 'muted', e.by && e.by !== e.owner ? `by ${e.by}` : ''));
       t.append(tr);
@@ -194,7 +197,7 @@ export class DetailPanel {
 
   async #loadHistory(table, force) {
     const target = this.target;
-    const keys = target.kind === 'key' ? [target.key] : table.locks.filter((l) => l.fence === target.fence).map((l) => l.key).slice(0, HISTORY_KEYS);
+    const keys = (target.kind === 'key' ? [target.key] : target.keys).slice(0, HISTORY_KEYS);
     const want = `${target.kind}:${target.key ?? target.fence}:${keys.join('\n')}`;
     if (!force && (this.historyFor === want || this.loading === want)) return;
     this.loading = want;
