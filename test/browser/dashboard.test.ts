@@ -3,7 +3,7 @@
  * `holdfast serve` child process over SQLite, with tokens: a holder acquired by another process
  * (the CLI) appears within 1 s, the tree sorts naturally and filters as you type, the keyboard
  * works, the detail panel shows a lease's keys, queue, metadata and history, an admin token
- * force-releases after a confirmation, a read-only token sees why it may not, the page survives a
+ * force-releases after a confirmation, releases an owner's leases, a read-only token sees why it may not, the page survives a
  * server restart (and shows the server's refusal when the restarted server no longer takes the
  * token as admin), and 10,000 held locks stay a bounded DOM. Screenshots at 1366 and 390 pixels
  * wide are written to docs/images/. No console error outside the moments the test provokes one.
@@ -49,6 +49,8 @@ describe('the dashboard in a real browser', () => {
   /** Windows of time in which the test provokes console errors (failed loads), and what they may say. */
   const provoked: { from: number; to: number; why: RegExp }[] = [];
   const background: (Promise<Ran> & { child: ChildProcess })[] = [];
+  /** The lease id of backup-7's lease (the CLI prints "ID FENCE"). */
+  let backupLease = '';
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'holdfast-browser-'));
@@ -76,6 +78,7 @@ describe('the dashboard in a real browser', () => {
     await page.locator('#who', { hasText: 'signed in as ops (admin)' }).waitFor();
     const acquired = await holdfast(['acquire', 'tenants/t2/db', '--owner', 'backup-7', '--ttl', '10m', '--message', 'Nightly backup of tenant 2'], env);
     assert.equal(acquired.code, 0, acquired.stderr);
+    backupLease = acquired.stdout.split(' ')[0]!;
     await page.locator('.tree .row.node', { hasText: 'backup-7' }).waitFor({ timeout: 1000 });
     const row = page.locator('.tree .row.node', { hasText: 'backup-7' });
     assert.match(await row.innerText(), /db[\s\S]*exclusive[\s\S]*backup-7[\s\S]*#\d+[\s\S]*Nightly backup of tenant 2/);
@@ -146,9 +149,14 @@ describe('the dashboard in a real browser', () => {
     assert.match(text, /"message": "Nightly backup of tenant 2"/);
     assert.match(text, /Renewals\s+0 seen by this page/);
     await detail.locator('.history-block', { hasText: 'acquired' }).waitFor();
+    // A renewal by another process is seen at the next read of the table (every 5 s at most).
+    const renewed = await holdfast(['renew', backupLease, '--ttl', '15m'], env);
+    assert.equal(renewed.code, 0, renewed.stderr);
+    await detail.locator('dd', { hasText: /^1 seen by this page since .*, last at / }).waitFor({ timeout: 10_000 });
+    await detail.locator('dd', { hasText: /^14 min/ }).waitFor();
   });
 
-  test('an admin force-releases a key after a confirmation that says what will end', async () => {
+  test('an admin force-releases a key and releases an owner, each after a confirmation that says what will end', async () => {
     const detail = page.locator('#detail');
     await detail.locator('button', { hasText: 'Force-release tenants/t2/db' }).click();
     const dialog = page.locator('#confirm');
@@ -163,6 +171,15 @@ describe('the dashboard in a real browser', () => {
     await page.locator('#history tbody tr', { hasText: 'forced' }).first().waitFor();
     assert.match(await page.locator('#history tbody tr', { hasText: 'forced' }).first().innerText(), /backup-7[\s\S]*ops/);
     await page.keyboard.press('Escape');
+
+    await page.locator('.tree .row.holder', { hasText: 'warm-2' }).click();
+    await page.locator('#detail button', { hasText: 'Release every lease of warm-2' }).click();
+    assert.match(await dialog.innerText(), /Release every lease of warm-2\?[\s\S]*lease #\d+ of warm-2 \(shared, held [^)]+\): tenants\/t1\/cache[\s\S]*1 lease ends now/);
+    await dialog.locator('button.ok').click();
+    await page.locator('#notice', { hasText: 'Released 1 lease of warm-2.' }).waitFor();
+    await page.locator('.tree .row', { hasText: 'warm-1' }).filter({ hasText: 'shared · 1 of 3' }).waitFor();
+    await page.keyboard.press('Escape');
+    await page.locator('#detail').waitFor({ state: 'hidden' });
   });
 
   test('a read-only token sees the admin actions disabled, with the reason', async () => {

@@ -19,6 +19,7 @@ export function actionButton(label, onClick) {
   const wrap = el('span', 'action');
   const button = el('button', 'danger', label);
   button.type = 'button';
+  button.dataset.focus = `action:${label}`;
   const right = adminRight();
   button.disabled = !right.ok;
   button.addEventListener('click', onClick);
@@ -66,7 +67,12 @@ function confirmDialog({ title, lines, note, confirmLabel, run, onDone }) {
       cancel.focus();
     }
   };
-  dialog.onclose = () => opener?.focus?.();
+  // The opener may have been rebuilt meanwhile (the table changed): focus its successor then.
+  const focusKey = opener?.dataset?.focus;
+  dialog.onclose = () => {
+    const back = opener?.isConnected ? opener : focusKey ? document.querySelector(`[data-focus="${CSS.escape(focusKey)}"]`) : null;
+    back?.focus();
+  };
   dialog.showModal();
   cancel.focus();
 }
