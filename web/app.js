@@ -158,6 +158,7 @@ async function runRefresh() {
 
 function setLive(live, text) {
   $('dot').className = `dot ${live ? 'live' : 'down'}`;
+  document.body.classList.toggle('stale', !live);
   $('status').textContent = text;
 }
 
