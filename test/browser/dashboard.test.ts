@@ -49,6 +49,8 @@ describe('the dashboard in a real browser', () => {
   /** Windows of time in which the test provokes console errors (failed loads), and what they may say. */
   const provoked: { from: number; to: number; why: RegExp }[] = [];
   const background: (Promise<Ran> & { child: ChildProcess })[] = [];
+  /** The Last-Event-ID header of each /v1/events request of the main page ('' when none). */
+  const eventStreams: string[] = [];
   /** The lease id of backup-7's lease (the CLI prints "ID FENCE"). */
   let backupLease = '';
 
@@ -61,6 +63,9 @@ describe('the dashboard in a real browser', () => {
     env = { HOLDFAST_SERVER: server.url, HOLDFAST_TOKEN: ADMIN };
     browser = await launchBrowser();
     page = await browser.page(DESKTOP);
+    page.on('request', (request) => {
+      if (new URL(request.url()).pathname === '/v1/events') eventStreams.push(request.headers()['last-event-id'] ?? '');
+    });
   });
 
   after(async () => {
@@ -232,6 +237,8 @@ describe('the dashboard in a real browser', () => {
     await page.locator('#status', { hasText: 'live' }).waitFor({ timeout: 15_000 });
     provoked.push({ from: down, to: Date.now(), why: /ERR_CONNECTION_REFUSED|Failed to load resource|net::ERR/ });
     await page.locator('#stream-down').waitFor({ state: 'hidden' });
+    assert.equal(eventStreams[0], '', 'the first stream starts fresh');
+    assert.match(eventStreams.at(-1)!, /^[0-9a-f]+\.\d+$/, 'the reconnect resumes with Last-Event-ID');
     const out = await holdfast(['acquire', 'after/restart', '--owner', 'late-1', '--ttl', '10m'], env);
     assert.equal(out.code, 0, out.stderr);
     await page.locator('.tree .row.node', { hasText: 'late-1' }).waitFor({ timeout: 1000 });

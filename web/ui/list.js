@@ -16,6 +16,7 @@ export class LockList {
     this.scroller = scroller;
     this.view = view;
     this.spacer = el('div', 'spacer');
+    this.spacer.setAttribute('role', 'presentation');
     scroller.replaceChildren(this.spacer);
     this.rows = [];
     this.root = null;
@@ -106,6 +107,7 @@ export class LockList {
     div.setAttribute('aria-level', String(row.node.depth + 1));
     div.style.top = `${index * h}px`;
     if (row.id === this.activeId) div.classList.add('active');
+    div.setAttribute('aria-selected', String(row.id === this.activeId));
     const n = row.node;
     const key = el('div', 'c key');
     key.style.paddingLeft = `${8 + row.node.depth * 14 + (row.kind === 'node' ? 0 : 18)}px`;
