@@ -203,7 +203,7 @@ function showWho() {
 }
 
 async function scrapeMetrics() {
-  if (document.hidden || needsToken()) return;
+  if (needsToken()) return;
   try {
     charts.metrics(await text('/metrics'));
   } catch (error) {
@@ -212,7 +212,7 @@ async function scrapeMetrics() {
 }
 
 async function learnUsual() {
-  if (document.hidden || needsToken()) return;
+  if (needsToken()) return;
   try {
     usual.learn((await api('GET', '/v1/history?limit=2000')).events);
   } catch {

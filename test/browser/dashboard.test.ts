@@ -5,7 +5,7 @@
  * works, the detail panel shows a lease's keys, queue, metadata and history, an admin token
  * force-releases after a confirmation, releases an owner's leases, a read-only token sees why it may not, the page survives a
  * server restart (and shows the server's refusal when the restarted server no longer takes the
- * token as admin), and 10,000 held locks stay a bounded DOM. Screenshots at 1366 and 390 pixels
+ * token as admin), a lease held far past its key's usual duration is marked "stuck?". Screenshots at 1366 and 390 pixels
  * wide are written to docs/images/. No console error outside the moments the test provokes one.
  */
 import assert from 'node:assert/strict';
@@ -77,6 +77,13 @@ describe('the dashboard in a real browser', () => {
   });
 
   test('asks for a token, then shows a holder within 1 s of an acquire by another process', async () => {
+    // For the "stuck?" hint at the end: three short leases of a key, then one that stays held.
+    for (let i = 0; i < 3; i++) {
+      const ran = await holdfast(['run', 'jobs/nightly', '--owner', `nightly-${i}`, '--', process.execPath, '-e', ''], env);
+      assert.equal(ran.code, 0, ran.stderr);
+    }
+    const held = await holdfast(['acquire', 'jobs/nightly', '--owner', 'nightly-3', '--ttl', '10m'], env);
+    assert.equal(held.code, 0, held.stderr);
     await page.goto(server.url);
     await page.locator('#token-why', { hasText: 'needs a token' }).waitFor();
     await signIn(page, ADMIN);
@@ -122,11 +129,11 @@ describe('the dashboard in a real browser', () => {
   test('the keyboard moves through the tree, collapses a subtree and opens a lease', async () => {
     await page.focus('#tree');
     await page.keyboard.press('Home');
-    assert.match(await page.locator('.tree .row.active').innerText(), /tenants/);
+    assert.match(await page.locator('.tree .row.active').innerText(), /^\W*jobs/);
     await page.keyboard.press('ArrowLeft');
-    await page.locator('.tree .row', { hasText: 'backup-7' }).waitFor({ state: 'detached' });
+    await page.locator('.tree .row', { hasText: 'nightly-3' }).waitFor({ state: 'detached' });
     await page.keyboard.press('ArrowRight');
-    await page.locator('.tree .row', { hasText: 'backup-7' }).waitFor();
+    await page.locator('.tree .row', { hasText: 'nightly-3' }).waitFor();
     let found = false;
     for (let i = 0; i < 12 && !found; i++) {
       await page.keyboard.press('ArrowDown');
@@ -209,6 +216,8 @@ describe('the dashboard in a real browser', () => {
     await holdfast(['acquire', 'apps/42/task', '--owner', 'task-17', '--ttl', '1s'], env);
     await page.locator('.tree .row.waiter', { hasText: 'vro-wf-91' }).waitFor({ timeout: 5000 });
     await page.locator('.chart .value', { hasText: /^[1-9]/ }).first().waitFor({ timeout: 10_000 });
+    // restore-1 waited for its grant a few seconds ago: the wait time chart has it (from /metrics).
+    await page.locator('.chart', { hasText: 'Wait p50 / p99' }).locator('.value', { hasText: /\d s \/ \d/ }).waitFor({ timeout: 10_000 });
     await sleep(2500);
     await page.evaluate('document.activeElement?.blur(); window.scrollTo(0, 0)');
     mkdirSync(IMAGES, { recursive: true });
@@ -252,6 +261,16 @@ describe('the dashboard in a real browser', () => {
     await page.locator('#who', { hasText: 'signed in as ops (read only)' }).waitFor();
     assert.ok(await page.locator('#detail button', { hasText: 'Force-release tenants/t10/db' }).isDisabled());
     assert.ok(await page.locator('.tree .row.node', { hasText: 'migrate-3' }).isVisible(), 'nothing was released');
+  });
+
+  test('a lease held far past its key\'s usual duration is marked "stuck?"', async () => {
+    // Its three predecessors lasted well under a second; the hint needs 4 × that and 30 s more.
+    const row = page.locator('.tree .row.node', { hasText: 'nightly-3' });
+    await row.locator('.badge.stuck').waitFor({ timeout: 45_000 });
+    assert.match(String(await row.locator('.badge.stuck').getAttribute('title')), /leases of this key usually last \d+ ms \(median of 3\)/);
+    await row.click();
+    await page.locator('#detail .note.stuck', { hasText: 'Stuck? Leases of this key usually last' }).waitFor();
+    await page.keyboard.press('Escape');
   });
 
   test('no console errors besides the ones the test provoked', () => {

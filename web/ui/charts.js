@@ -143,7 +143,7 @@ export class Charts {
     drawOne(this.waiters, [s.waiters], ['l1'], String(s.waiters.at(-1) ?? 0), `queued requests · max ${maxOf(s.waiters) < 1 ? 0 : Math.round(maxOf(s.waiters))}`);
     const p50 = s.p50.at(-1);
     const p99 = s.p99.at(-1);
-    const waitText = Number.isFinite(p50) ? `${seconds(p50)} / ${seconds(p99)}` : 'no waits';
+    const waitText = Number.isFinite(p50) ? `${seconds(p50)} / ${seconds(p99)}` : this.scrapes.length ? 'no waits' : '—';
     drawOne(this.wait, [s.p50, s.p99], ['l1', 'l2'], waitText, this.metricsError ? `metrics unavailable: ${this.metricsError}` : 'queued requests granted by this server, last 60 s');
     const lostTotal = s.lost.reduce((a, b) => a + b, 0);
     drawOne(this.lost, [s.lost], ['l3'], String(lostTotal), `expired or forced in the last ${Math.round((s.lost.length * SAMPLE_MS) / 60000) || 1} min`);
