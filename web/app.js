@@ -37,7 +37,6 @@ const charts = new Charts($('charts'));
 const list = new LockList($('tree'), {
   now, sharedCount, stuck,
   onOpen: (row) => (row.kind === 'waiter' ? detail.showKey(row.node.path) : detail.showLease((row.item ?? row.node.holders[0]).fence)),
-  onRows: () => {},
 });
 const detail = new DetailPanel($('detail'), {
   table: () => state.table, now, sharedCount, stuck,
@@ -96,7 +95,8 @@ function askForToken(why) {
 
 async function load() {
   if (needsToken()) {
-    askForToken('This server needs a token. It is kept in this tab only (session storage).');
+    // Keeps a more telling sentence (a refused token, a sign-out) when one is shown.
+    if (!$('token-why').textContent) askForToken('This server needs a token. It is kept in this tab only (session storage).');
     return;
   }
   const [table, history] = await Promise.all([api('GET', '/v1/locks'), api('GET', '/v1/history?limit=100')]);
@@ -139,7 +139,7 @@ async function runRefresh() {
     showError('');
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
-      askForToken(`The server refused the token: ${error.message}`);
+      tokenRefused(error.message);
       showError('');
     } else {
       const asOf = state.loadedAt ? ` The table shows the state as of ${clock(new Date(state.loadedAt).toISOString())}.` : '';
@@ -174,6 +174,7 @@ const stream = new EventStream({
     // Whatever happened while the stream was down (or the server restarted) is read again.
     void reidentify();
   },
+  onRefused: (message) => tokenRefused(message),
   onDown: ({ since, attempt, retryInMs, reason }) => {
     setLive(false, 'reconnecting');
     $('stream-down').hidden = false;
@@ -181,14 +182,25 @@ const stream = new EventStream({
   },
 });
 
+/** Reads who this tab is (the server may have restarted with other tokens), then the table. */
 async function reidentify() {
   try {
     await identify();
-    showWho();
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401) askForToken(`The server refused the token: ${error.message}`);
+    if (error instanceof ApiError && error.status === 401) tokenRefused(error.message);
+    else showError(`${error.message}.`);
   }
+  showWho();
   requestRefresh();
+}
+
+/** A refused token is dropped (no more refused calls) and the page asks for another. */
+function tokenRefused(message) {
+  setToken('');
+  session.who = null;
+  stream.stop();
+  showWho();
+  askForToken(`The server refused the token (${message}). Enter another.`);
 }
 
 function showWho() {
@@ -230,12 +242,13 @@ function wire() {
     setToken($('token').value.trim());
     $('token').value = '';
     await reidentify();
-    if (!needsToken()) stream.restart();
+    if (!needsToken() && session.who) stream.restart();
   });
   $('sign-out').addEventListener('click', async () => {
     setToken('');
     session.who = null;
     stream.stop();
+    detail.close();
     state.table = { locks: [], waiters: [] };
     state.history = [];
     rebuild();
@@ -263,14 +276,7 @@ function wire() {
 async function start() {
   wire();
   charts.draw();
-  try {
-    await identify();
-  } catch (error) {
-    showError(`${error.message}.`);
-  }
-  showWho();
-  if (needsToken()) askForToken('This server needs a token. It is kept in this tab only (session storage).');
-  await runRefresh();
+  await reidentify();
   void scrapeMetrics();
   void learnUsual();
   if (!needsToken()) stream.start();

@@ -86,7 +86,15 @@ describe('the dashboard in a real browser', () => {
     assert.equal(held.code, 0, held.stderr);
     await page.goto(server.url);
     await page.locator('#token-why', { hasText: 'needs a token' }).waitFor();
+    const wrongFrom = Date.now();
+    await page.fill('#token', 'not-a-valid-token-000000');
+    await page.press('#token', 'Enter');
+    await page.locator('#token-why', { hasText: 'The server refused the token (The bearer token is not valid). Enter another.' }).waitFor();
+    provoked.push({ from: wrongFrom, to: Date.now(), why: /status of 401/ });
+    assert.equal(await page.evaluate('sessionStorage.length'), 0, 'a refused token is not kept');
     await signIn(page, ADMIN);
+    assert.equal(await page.evaluate(`sessionStorage.getItem('holdfast-token')`), ADMIN, 'the token is kept in the tab\'s session storage');
+    assert.equal(await page.evaluate('localStorage.length + document.cookie.length'), 0, 'and nowhere else');
     await page.locator('#who', { hasText: 'signed in as ops (admin)' }).waitFor();
     const acquired = await holdfast(['acquire', 'tenants/t2/db', '--owner', 'backup-7', '--ttl', '10m', '--message', 'Nightly backup of tenant 2'], env);
     assert.equal(acquired.code, 0, acquired.stderr);

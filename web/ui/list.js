@@ -10,7 +10,7 @@ const OVERSCAN = 8;
 export class LockList {
   /**
    * @param {HTMLElement} scroller the scrolling element (role tree)
-   * @param {{ now(): number, sharedCount(key): number, stuck(key, heldMs): object | null, onOpen(row): void, onRows(count): void }} view
+   * @param {{ now(): number, sharedCount(key): number, stuck(key, heldMs): object | null, onOpen(row): void }} view
    */
   constructor(scroller, view) {
     this.scroller = scroller;
@@ -43,7 +43,6 @@ export class LockList {
   #reflow() {
     if (!this.root) return;
     this.rows = flatten(this.root, this.filtering ? new Set() : this.collapsed);
-    this.view.onRows(this.rows.length);
     this.render();
   }
 

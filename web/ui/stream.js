@@ -8,7 +8,7 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 5000];
 
 export class EventStream {
   /**
-   * @param {{ onEvent(event): void, onUp(): void, onDown(info: { since: number, attempt: number, retryInMs: number, reason: string }): void }} handlers
+   * @param {{ onEvent(event): void, onUp(): void, onRefused(message: string): void, onDown(info: { since: number, attempt: number, retryInMs: number, reason: string }): void }} handlers
    */
   constructor(handlers) {
     this.handlers = handlers;
@@ -49,7 +49,15 @@ export class EventStream {
       const res = await fetch('/v1/events', { headers: { accept: 'text/event-stream', ...authHeaders(), ...extra }, signal: controller.signal, cache: 'no-store' });
       if (!res.ok || !res.body) {
         const body = await res.json().catch(() => null);
-        throw new Error(body?.error?.message ?? `HTTP ${res.status}`);
+        const message = body?.error?.message ?? `HTTP ${res.status}`;
+        if (res.status === 401) {
+          // Retrying cannot help: the caller asks for another token and starts again.
+          this.controller = null;
+          this.stopped = true;
+          this.handlers.onRefused(message);
+          return;
+        }
+        throw new Error(message);
       }
       this.attempt = 0;
       this.downSince = 0;
