@@ -89,6 +89,7 @@ export class Charts {
   /** The lock table's queued requests (a request waiting for several keys counts once). */
   table(table) {
     this.waiterCount = new Set(table.waiters.map((w) => `${w.owner}\u0000${w.since}`)).size;
+    this.waiters.value.textContent = String(this.waiterCount);
   }
 
   metrics(text) {
@@ -140,7 +141,7 @@ export class Charts {
     };
     const grants = s.grants.at(-1) ?? 0;
     drawOne(this.grants, [s.grants], ['l1'], `${grants < 10 ? grants.toFixed(1) : Math.round(grants)}/s`, `acquired events, all processes · max ${fmt(maxOf(s.grants))}/s`);
-    drawOne(this.waiters, [s.waiters], ['l1'], String(s.waiters.at(-1) ?? 0), `queued requests · max ${maxOf(s.waiters) < 1 ? 0 : Math.round(maxOf(s.waiters))}`);
+    drawOne(this.waiters, [s.waiters], ['l1'], String(this.waiterCount), `queued requests · max ${maxOf(s.waiters) < 1 ? 0 : Math.round(maxOf(s.waiters))}`);
     const p50 = s.p50.at(-1);
     const p99 = s.p99.at(-1);
     const waitText = Number.isFinite(p50) ? `${seconds(p50)} / ${seconds(p99)}` : this.scrapes.length ? 'no waits' : '—';
