@@ -80,10 +80,12 @@ export class LockList {
 
   render() {
     const h = this.#height();
-    const top = this.scroller.scrollTop;
+    // The height first: reading scrollTop then gives the position clamped to the new length (a
+    // filter that shortens the list while scrolled far down still shows its rows at once).
+    this.spacer.style.height = `${this.rows.length * h}px`;
+    const top = Math.min(this.scroller.scrollTop, Math.max(0, this.rows.length * h - this.scroller.clientHeight));
     const first = Math.max(0, Math.floor(top / h) - OVERSCAN);
     const last = Math.min(this.rows.length, Math.ceil((top + this.scroller.clientHeight) / h) + OVERSCAN);
-    this.spacer.style.height = `${this.rows.length * h}px`;
     const now = this.view.now();
     const out = [];
     for (let i = first; i < last; i++) out.push(this.#row(this.rows[i], i, h, now));
