@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger("holdfast")
 
-LostCallback = Callable[["Lease", LeaseLost], None]
+LostCallback = Callable[["Lease", LeaseLost], object]
 
 
 def _remaining_s(answer: "Answer", info: LeaseInfo) -> float:

@@ -263,6 +263,7 @@ class ClientTest(unittest.TestCase):
 class AuthTest(unittest.TestCase):
     CI = "ci-token-0123456789abcdef"
     ADMIN = "admin-token-0123456789abcdef"
+    server: Server
 
     @classmethod
     def setUpClass(cls) -> None:
