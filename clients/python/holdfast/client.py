@@ -18,6 +18,7 @@ import os
 import re
 import ssl
 import time
+import weakref
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
 from ._transport import Answer, Transport, segment
@@ -61,6 +62,7 @@ class Client:
         self.safety_margin_ms = None if safety_margin_ms is None else duration_ms(safety_margin_ms, "safety_margin_ms")
         self._transport = Transport(url, token, float(timeout), ssl_context)
         self.url = self._transport.origin
+        self._leases: "weakref.WeakSet[Lease]" = weakref.WeakSet()
 
     # --- acquiring ---
     def acquire(self, key_or_resources: KeyOrResources, *, owner: Optional[str] = None, ttl_ms: Optional[Duration] = None,
@@ -94,7 +96,9 @@ class Client:
         if lock_delay_ms is not None:
             body["lockDelayMs"] = duration_ms(lock_delay_ms, "lock_delay_ms")
         answer = self._acquire(body, wait)
-        return Lease(self, answer, auto_renew, self.safety_margin_ms, on_lost)
+        lease = Lease(self, answer, auto_renew, self.safety_margin_ms, on_lost)
+        self._leases.add(lease)
+        return lease
 
     def _acquire(self, body: Dict[str, Any], wait: int) -> Answer:
         called = time.monotonic()
@@ -220,7 +224,10 @@ class Client:
 
     # --- closing ---
     def close(self) -> None:
-        """Closes the pooled connections. Leases still held live on until released or expired."""
+        """Closes the pooled connections. Leases still held stop renewing (their ``lost`` is set,
+        state ``detached``) and live on in the store until their TTL."""
+        for lease in list(self._leases):
+            lease._detach()
         self._transport.close()
 
     def __enter__(self) -> "Client":

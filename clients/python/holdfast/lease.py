@@ -100,7 +100,7 @@ class Lease:
 
     @property
     def state(self) -> str:
-        """``held``, ``released`` or ``lost``."""
+        """``held``, ``released``, ``lost``, or ``detached`` (its client was closed without releasing it)."""
         return self._state
 
     @property
@@ -190,6 +190,17 @@ class Lease:
         for callback in callbacks:
             self._call(callback)
         return self.lost_reason
+
+    def _detach(self) -> None:
+        """Its client closes without releasing it: no more renewals; ``lost`` is set, as the holder can't
+        count on it any more, but the lease lives on in the store until its TTL (``on_lost`` is not called)."""
+        with self._lock:
+            if self._state != "held":
+                return
+            self._state = "detached"
+            self.lost_reason = LeaseLost("The lease is no longer held here: its client was closed without releasing it", lease_id=self.id)
+        self._wake.set()
+        self.lost.set()
 
     def renew(self, ttl_ms: Optional[Duration] = None) -> None:
         """Extends the lease from now (store time). Raises :class:`LeaseLost` when it has ended."""

@@ -228,6 +228,19 @@ class ClientTest(unittest.TestCase):
                 raise RuntimeError("the block failed")
         self.assertIsNone(self.other.get(second.id))
 
+    def test_closing_the_client_detaches_its_leases(self) -> None:
+        key = self.key("detached")
+        client = Client(SERVER.url)
+        lease = client.acquire(key, owner="closer", ttl_ms=5000)
+        client.close()
+        self.assertEqual(lease.state, "detached")
+        self.assertTrue(lease.lost.is_set())
+        with self.assertRaises(LeaseLost):
+            lease.ensure_held()
+        # It lives on in the store until its TTL; another client may release it by id.
+        self.assertIsNotNone(self.other.get(lease.id))
+        self.assertTrue(self.other.release(lease.id))
+
     def test_bad_input_names_the_field_and_changes_nothing(self) -> None:
         key = self.key("bad")
         with self.assertRaises(InvalidRequest) as caught:
