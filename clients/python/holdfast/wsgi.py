@@ -30,7 +30,11 @@ from .lease import Lease
 
 LOG = logging.getLogger("holdfast.wsgi")
 
-DEFAULT_OWNER = f"api@{socket.gethostname()}:{os.getpid()}"
+
+
+def default_owner() -> str:
+    """This API instance: ``api@HOST:PID`` (read per request, so forked workers differ)."""
+    return f"api@{socket.gethostname()}:{os.getpid()}"
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: A value fixed, or computed from the request (the WSGI environ, or the Falcon-style ``req``).
@@ -102,7 +106,7 @@ class _RouteLock:
         name = self.name or _keys_of(target)
         client = self.client if isinstance(self.client, Client) else self.client()
         try:
-            lease = client.acquire(target, owner=self._value(self.owner, request) or DEFAULT_OWNER, ttl_ms=self.ttl_ms,
+            lease = client.acquire(target, owner=self._value(self.owner, request) or default_owner(), ttl_ms=self.ttl_ms,
                                    wait_ms=self.wait_ms, metadata=self._value(self.metadata, request))
         except HoldfastError as error:
             return None, refusal_of(error, name), name

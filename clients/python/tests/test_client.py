@@ -1,6 +1,7 @@
 """The client against a real server: acquire, busy, waits, renewals, loss, ids, owners, the table, bad input, auth."""
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import unittest
@@ -124,6 +125,30 @@ class ClientTest(unittest.TestCase):
         self.assertGreaterEqual(timeout.waited_ms, 300)
         self.assertEqual([h.owner for h in timeout.holders], ["holder"])
         self.assertEqual(self.client.list(prefix=key)["waiters"], [])
+
+    def test_interrupted_wait_leaves_nothing_on_the_server(self) -> None:
+        key = self.key("interrupted")
+        holder = self.client.acquire(key, owner="holder")
+
+        class Interrupted(Exception):
+            pass
+
+        def interrupt(_signum: int, _frame: object) -> None:
+            raise Interrupted()
+
+        previous = signal.signal(signal.SIGUSR1, interrupt)
+        self.addCleanup(signal.signal, signal.SIGUSR1, previous)
+        main = threading.get_ident()
+        timer = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGUSR1))
+        timer.start()
+        # Like Ctrl-C during a long wait: the blocked read is interrupted, and the wait is cancelled by its id.
+        with self.assertRaises(Interrupted):
+            self.other.acquire(key, owner="interrupted", wait_ms="30s")
+        timer.join()
+        self.assertEqual(self.client.list(prefix=key)["waiters"], [])
+        holder.release()
+        table = self.client.list(prefix=key)
+        self.assertEqual((table["locks"], table["waiters"]), ([], []))
 
     def test_renews_in_the_background(self) -> None:
         key = self.key("renewed")
