@@ -66,7 +66,7 @@ class Transport:
         self._port = parts.port
         self._base = parts.path.rstrip("/")
         self._token = token
-        self._timeout_s = timeout_s
+        self.timeout_s = timeout_s
         self._ssl = ssl_context
         self._idle: List[Tuple[_Connection, float]] = []
         self._lock = threading.Lock()
@@ -102,8 +102,9 @@ class Transport:
         return f"{self._base}/{path.lstrip('/')}" + (f"?{urlencode(q)}" if q else "")
 
     def call(self, method: str, path: str, body: Optional[Mapping[str, Any]] = None,
-             query: Optional[Mapping[str, Any]] = None, hold_s: float = 0.0) -> Answer:
-        """Sends one request and reads its JSON answer. ``hold_s``: extra time the server may hold it (a wait)."""
+             query: Optional[Mapping[str, Any]] = None, hold_s: float = 0.0, timeout_s: Optional[float] = None) -> Answer:
+        """Sends one request and reads its JSON answer. ``hold_s``: extra time the server may hold it (a
+        wait); ``timeout_s``: the time allowed for an answer, instead of the client's."""
         if self._closed:
             raise InvalidRequest("client", "this client is closed")
         headers: Dict[str, str] = {"Accept": "application/json"}
@@ -114,7 +115,7 @@ class Transport:
             payload = json.dumps(dict(body or {}), separators=(",", ":")).encode("utf-8")
             headers["Content-Type"] = "application/json"
         target = self.url(path, query)
-        timeout = self._timeout_s + hold_s
+        timeout = (self.timeout_s if timeout_s is None else timeout_s) + hold_s
         for attempt in (1, 2):
             conn, reused = self._take(timeout)
             sent_at = time.monotonic()

@@ -28,6 +28,8 @@ from .lease import Lease, LostCallback
 
 #: Below this much of a cut wait left, another request is not worth it.
 _REWAIT_SLACK_S = 0.02
+#: Time allowed for the answer to a cancel sent after a failure.
+_CANCEL_TIMEOUT_S = 5.0
 
 
 def new_request_id() -> str:
@@ -108,9 +110,9 @@ class Client:
             try:
                 answer = self._transport.call("POST", "v1/leases", {**body, "waitMs": left}, hold_s=left / 1000.0)
             except BaseException:
-                # Interrupted or cut off while the server may still hold us queued (or granted): end it there.
-                if wait > 0:
-                    self._cancel_wait(body["id"])
+                # Interrupted or cut off while the server may still hold us queued, or have granted a
+                # lease whose answer never arrived: end it there.
+                self._cancel_wait(body["id"])
                 raise
             if answer.status == 201:
                 return answer
@@ -127,8 +129,10 @@ class Client:
             raise error
 
     def _cancel_wait(self, request_id: str) -> None:
+        """Ends a wait (and releases what it was granted) by its id; best effort, briefly: a server that
+        can't be reached ends it by itself (its waiter TTL, the lease's TTL)."""
         with contextlib.suppress(Exception):
-            self._transport.call("DELETE", f"v1/tickets/{request_id}")
+            self._transport.call("DELETE", f"v1/tickets/{request_id}", timeout_s=min(self._transport.timeout_s, _CANCEL_TIMEOUT_S))
 
     def try_acquire(self, key_or_resources: KeyOrResources, **options: Any) -> Optional[Lease]:
         """Like :meth:`acquire` with ``wait_ms=0``, but returns ``None`` when the lock is busy."""
