@@ -63,10 +63,14 @@ class FencedTable:
         self._db.close()
 
 
-class FsmSeedTest(unittest.TestCase):
+class FsmSeed(unittest.TestCase):
+    """The seed's tests on a server over ``STORE`` (None: a fresh SQLite file)."""
+
+    STORE: Optional[str] = None
+
     def setUp(self) -> None:
         # A fresh store per test: the seed's literal fences 1, 2, 3.
-        self.server = Server().start()
+        self.server = Server(self.STORE).start()
         self.addCleanup(self.server.cleanup)
         self.lambda1 = Client(self.server.url)
         self.lambda2 = Client(self.server.url)
@@ -154,6 +158,17 @@ class FsmSeedTest(unittest.TestCase):
         self.assertLess(marks["holder1_lost"], marks["holder2_granted"])
         self.assertFalse(holder1.release())
         self.assertTrue(holder2.release())
+
+
+class FsmSeedOnSqlite(FsmSeed):
+    STORE = None
+
+
+class FsmSeedOnMemory(FsmSeed):
+    STORE = "memory:"
+
+
+del FsmSeed  # only its subclasses run
 
 
 if __name__ == "__main__":
