@@ -1,18 +1,25 @@
 /**
- * The Python client's tests (`clients/python/tests`, `unittest`) as part of `npm test`: they start
- * their own `holdfast serve` processes from this build (`dist/src/cli/main.js`, run by this node).
- * The node test fails when unittest fails, and when any process the run started is left behind
- * (the run is its own process group, checked empty afterwards). The interpreter is
- * `HOLDFAST_PYTHON` (default `python3`, 3.9 or newer); a missing one fails the test, never skips it.
+ * The Python client's tests (`clients/python/tests`, `unittest`) as part of `npm test`, one node
+ * test per Python test module, run side by side (they mostly wait on servers). They start their
+ * own `holdfast serve` processes from this build (`dist/src/cli/main.js`, run by this node). A node
+ * test fails when its unittest run fails, and when a process the run started is left behind (each
+ * run is its own process group, checked empty afterwards). The interpreter is `HOLDFAST_PYTHON`
+ * (default `python3`, 3.9 or newer); a missing one fails the tests, never skips them.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 
 const PYTHON_DIR = fileURLToPath(new URL('../../../clients/python/', import.meta.url));
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const PYTHON = process.env['HOLDFAST_PYTHON'] || 'python3';
+const MODULES = readdirSync(join(PYTHON_DIR, 'tests'))
+  .filter((name) => /^test_\w+\.py$/.test(name))
+  .map((name) => `tests.${name.slice(0, -3)}`)
+  .sort();
 
 interface Ran {
   code: number | null;
@@ -21,8 +28,8 @@ interface Ran {
   pid: number;
 }
 
-function unittest(): Promise<Ran> {
-  const child = spawn(PYTHON, ['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.', '-v'], {
+function unittest(module: string): Promise<Ran> {
+  const child = spawn(PYTHON, ['-m', 'unittest', '-v', module], {
     cwd: PYTHON_DIR,
     env: { ...process.env, HOLDFAST_CLI: CLI, HOLDFAST_NODE: process.execPath, PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -48,18 +55,23 @@ function groupAlive(pgid: number): boolean {
   }
 }
 
-test('the Python client passes its unittest suite against real holdfast servers', async (t) => {
-  const ran = await unittest();
-  let leftover = false;
-  for (let i = 0; i < 50 && groupAlive(ran.pid); i++) await new Promise((r) => setTimeout(r, 100));
-  if (groupAlive(ran.pid)) {
-    leftover = true;
-    process.kill(-ran.pid, 'SIGKILL');
+describe('the Python client (clients/python), against real holdfast servers', { concurrency: 3 }, () => {
+  test('has test modules', () => assert.ok(MODULES.length >= 5, MODULES.join(', ')));
+  for (const module of MODULES) {
+    test(module, async (t) => {
+      const ran = await unittest(module);
+      let leftover = false;
+      for (let i = 0; i < 50 && groupAlive(ran.pid); i++) await new Promise((r) => setTimeout(r, 100));
+      if (groupAlive(ran.pid)) {
+        leftover = true;
+        process.kill(-ran.pid, 'SIGKILL');
+      }
+      const summary = /^Ran (\d+) tests? in .*$/m.exec(ran.output);
+      assert.equal(ran.code, 0, `python -m unittest ${module} failed (exit ${ran.code ?? ran.signal}):\n${ran.output.slice(-20_000)}`);
+      assert.ok(summary && Number(summary[1]) > 0, `no tests ran:\n${ran.output}`);
+      assert.match(ran.output, /^OK/m);
+      assert.equal(leftover, false, `${module} left processes behind (killed now)`);
+      t.diagnostic(summary[0]);
+    });
   }
-  const summary = /^Ran (\d+) tests? in .*$/m.exec(ran.output);
-  assert.equal(ran.code, 0, `python -m unittest failed (exit ${ran.code ?? ran.signal}):\n${ran.output.slice(-20_000)}`);
-  assert.ok(summary && Number(summary[1]) > 0, `no tests ran:\n${ran.output}`);
-  assert.match(ran.output, /^OK/m);
-  assert.equal(leftover, false, 'the Python tests left processes behind (killed now)');
-  t.diagnostic(summary[0]);
 });
