@@ -47,6 +47,7 @@ class Client:
     :param timeout: seconds allowed for an answer, beyond the time the server may hold a wait.
     :param safety_margin_ms: how long before the store's expiry a lease that cannot renew counts as
         lost; ``None`` is a tenth of the TTL, 50 ms..2 s.
+    :param ssl_context: for ``https://`` (default: ``ssl.create_default_context()``, which verifies the server).
     """
 
     def __init__(self, url: str, token: Optional[str] = None, *, owner: Optional[str] = None,

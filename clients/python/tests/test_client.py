@@ -152,9 +152,9 @@ class ClientTest(unittest.TestCase):
 
     def test_renews_in_the_background(self) -> None:
         key = self.key("renewed")
-        lease = self.client.acquire(key, owner="long-task", ttl_ms=300)
+        lease = self.client.acquire(key, owner="long-task", ttl_ms=1200)
         first_expiry = lease.expires_at
-        time.sleep(1.0)  # over three TTLs
+        time.sleep(3.0)  # over two TTLs
         self.assertTrue(lease.held)
         self.assertFalse(lease.lost.is_set())
         self.assertGreater(lease.expires_at, first_expiry)
