@@ -28,6 +28,8 @@ from .lease import Lease, LostCallback
 
 #: Below this much of a cut wait left, another request is not worth it.
 _REWAIT_SLACK_S = 0.02
+#: Where ``holdfast serve`` listens by default.
+DEFAULT_URL = "http://127.0.0.1:7070"
 #: Time allowed for the answer to a cancel sent after a failure.
 _CANCEL_TIMEOUT_S = 5.0
 
@@ -66,6 +68,13 @@ class Client:
         self._transport = Transport(url, token, float(timeout), ssl_context)
         self.url = self._transport.origin
         self._leases: "weakref.WeakSet[Lease]" = weakref.WeakSet()
+
+    @classmethod
+    def from_env(cls, **options: Any) -> "Client":
+        """A client of the server the CLI talks to: ``$HOLDFAST_SERVER`` (default ``http://127.0.0.1:7070``,
+        where ``holdfast serve`` listens by default) with the token ``$HOLDFAST_TOKEN``."""
+        url = os.environ.get("HOLDFAST_SERVER") or DEFAULT_URL
+        return cls(url, os.environ.get("HOLDFAST_TOKEN") or None, **options)
 
     # --- acquiring ---
     def acquire(self, key_or_resources: KeyOrResources, *, owner: Optional[str] = None, ttl_ms: Optional[Duration] = None,

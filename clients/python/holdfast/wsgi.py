@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import socket
+import threading
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ._values import Duration, KeyOrResources, duration_ms
@@ -39,9 +40,24 @@ def default_owner() -> str:
 F = TypeVar("F", bound=Callable[..., Any])
 #: A value fixed, or computed from the request (the WSGI environ, or the Falcon-style ``req``).
 PerRequest = Union[Any, Callable[[Any], Any]]
+#: A client, a function returning one (made late, at the first request), or None: :func:`default_client`.
+ClientSource = Union[Client, Callable[[], Client], None]
 
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
             410: "Gone", 503: "Service Unavailable"}
+
+
+_default_client: Optional[Client] = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The client of decorators given none: :meth:`Client.from_env` (``$HOLDFAST_SERVER``, ``$HOLDFAST_TOKEN``), made once."""
+    global _default_client
+    with _default_lock:
+        if _default_client is None:
+            _default_client = Client.from_env()
+        return _default_client
 
 
 def blocked_sentence(name: str, retry_after_ms: int) -> str:
@@ -85,7 +101,7 @@ def _keys_of(target: KeyOrResources) -> str:
 
 
 class _RouteLock:
-    def __init__(self, key: PerRequest, client: Union[Client, Callable[[], Client]], ttl_ms: Duration, wait_ms: Duration,
+    def __init__(self, key: PerRequest, client: ClientSource, ttl_ms: Duration, wait_ms: Duration,
                  owner: PerRequest, metadata: PerRequest, name: Optional[str],
                  on_release_error: Optional[Callable[[BaseException, Any], None]]) -> None:
         self.key = key
@@ -104,7 +120,7 @@ class _RouteLock:
     def attempt(self, request: Any) -> Tuple[Optional[Lease], Optional[Refusal], str]:
         target = self._value(self.key, request)
         name = self.name or _keys_of(target)
-        client = self.client if isinstance(self.client, Client) else self.client()
+        client = self.client if isinstance(self.client, Client) else default_client() if self.client is None else self.client()
         try:
             lease = client.acquire(target, owner=self._value(self.owner, request) or default_owner(), ttl_ms=self.ttl_ms,
                                    wait_ms=self.wait_ms, metadata=self._value(self.metadata, request))
@@ -146,13 +162,14 @@ class _ReleasingBody:
             self._release()
 
 
-def api_lock(key: PerRequest, ttl_ms: Duration = 60_000, *, client: Union[Client, Callable[[], Client]],
+def api_lock(key: PerRequest, ttl_ms: Duration = 60_000, *, client: ClientSource = None,
              owner: PerRequest = None, wait_ms: Duration = 0, metadata: PerRequest = None, name: Optional[str] = None,
              on_release_error: Optional[Callable[[BaseException, Any], None]] = None) -> Callable[[F], F]:
     """Locks a WSGI callable on ``key`` (a key, resources, or a function of the environ) while it runs.
 
     ``owner`` defaults to this API instance (``api@HOST:PID``); ``wait_ms=0`` refuses at once, like
-    Shipyard. ``client`` may be a function returning the client (created late, at the first request).
+    Shipyard. ``client`` may be a function returning the client (made late, at the first request);
+    without one, the server of ``$HOLDFAST_SERVER`` (:func:`default_client`).
     """
     route = _RouteLock(key, client, ttl_ms, wait_ms, owner, metadata, name, on_release_error)
 
@@ -189,7 +206,7 @@ def api_lock(key: PerRequest, ttl_ms: Duration = 60_000, *, client: Union[Client
     return decorate
 
 
-def responder_lock(key: PerRequest, ttl_ms: Duration = 60_000, *, client: Union[Client, Callable[[], Client]],
+def responder_lock(key: PerRequest, ttl_ms: Duration = 60_000, *, client: ClientSource = None,
                    owner: PerRequest = None, wait_ms: Duration = 0, metadata: PerRequest = None, name: Optional[str] = None,
                    on_release_error: Optional[Callable[[BaseException, Any], None]] = None) -> Callable[[F], F]:
     """Locks a Falcon-style responder ``(self, req, resp, *args, **kwargs)`` on ``key`` while it runs.

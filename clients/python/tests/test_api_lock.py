@@ -8,6 +8,7 @@ responder is locked the same way."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socketserver
 import threading
@@ -140,6 +141,41 @@ class ShipyardTest(unittest.TestCase):
         self.assertEqual(retry_after, match.group(1))
         time.sleep(body["error"]["retryAfterMs"] / 1000 + 0.1)
         self.assertEqual(post(b.url)[0], 200)
+
+    def test_shipyards_own_spelling_uses_the_server_of_the_environment(self) -> None:
+        import holdfast.wsgi as wsgi
+
+        previous = os.environ.get("HOLDFAST_SERVER")
+        os.environ["HOLDFAST_SERVER"] = self.server.url
+        self.addCleanup(self._restore_env, previous)
+        wsgi._default_client = None
+        self.addCleanup(self._reset_default_client)
+
+        @api_lock("configdocs/update", ttl_ms=60000)
+        def app(environ: Dict[str, Any], start_response: StartResponse) -> List[bytes]:
+            return ok(start_response, {"holders": [l["owner"] for l in self.client(self.server).list(prefix=KEY)["locks"]]})
+
+        api = Api(self, app)
+        status, _, body = post(api.url)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body["holders"]), 1)
+        self.assertRegex(body["holders"][0], r"^api@.+:\d+$")
+        self.assertEqual(wsgi.default_client().url, self.server.url)
+
+    @staticmethod
+    def _restore_env(previous: Optional[str]) -> None:
+        if previous is None:
+            os.environ.pop("HOLDFAST_SERVER", None)
+        else:
+            os.environ["HOLDFAST_SERVER"] = previous
+
+    @staticmethod
+    def _reset_default_client() -> None:
+        import holdfast.wsgi as wsgi
+
+        if wsgi._default_client is not None:
+            wsgi._default_client.close()
+        wsgi._default_client = None
 
     def test_falcon_style_responder(self) -> None:
         client = self.client(self.server)
