@@ -112,8 +112,9 @@ export const NEXT_DUE = `SELECT min(t) AS due FROM (
 /** Inputs: `id`, `at`, `type`, `owner`, `fence`, `resources`, `by`, `reason`, `leaseId`, `origin`. Outputs: none. */
 export const INSERT_HISTORY = `INSERT INTO holdfast_history (id, at, type, owner, fence, resources, by, reason, lease_id, origin)
   VALUES (:id, :at, :type, :owner, :fence, :resources, :by, :reason, :leaseId, :origin)`;
-/** Inputs: `maxId`. Outputs: none. Deletes the events with `id <= maxId`. */
-export const PRUNE_HISTORY = `DELETE FROM holdfast_history WHERE id <= :maxId`;
+/** Inputs: `maxId`, `limit`. Outputs: none. Deletes the oldest `limit` events with `id <= maxId` (a bounded slice). */
+export const PRUNE_HISTORY = `DELETE FROM holdfast_history
+  WHERE id IN (SELECT id FROM holdfast_history WHERE id <= :maxId ORDER BY id LIMIT :limit)`;
 
 const HISTORY_COLUMNS = `h.id, h.at, h.type, h.owner, h.fence, h.resources, h.by, h.reason`;
 const HISTORY_KEY = `(:key IS NULL OR EXISTS (SELECT 1 FROM json_each(h.resources) j WHERE j.value ->> 'key' = :key))`;

@@ -93,6 +93,9 @@ type Database = BetterSqlite3.Database;
 type Statement = BetterSqlite3.Statement;
 
 const DEFAULT_HISTORY_PAGE = 100;
+/** The history is trimmed every this many events, by at most `PRUNE_SLICE` of the oldest. */
+const PRUNE_EVERY = 16;
+const PRUNE_SLICE = 2 * PRUNE_EVERY;
 
 function toLease(row: LeaseRow): LeaseRecord {
   return {
@@ -138,8 +141,6 @@ const selfAndAncestors = (key: string): string => JSON.stringify([key, ...ancest
 export class SqliteState implements TableState {
   readonly #historyLimit: number;
   readonly #origin: string;
-  /** Prune the history every this many events (so it holds at most limit + pruneEvery - 1). */
-  readonly #pruneEvery: number;
   readonly #s: { [K in keyof typeof sql]: Statement };
   /** Related-key answers of the current transaction, by kind and key; emptied by every write. */
   readonly #related = new Map<string, HeldRow[] | WaitRow[] | DelayRow[]>();
@@ -147,7 +148,6 @@ export class SqliteState implements TableState {
   constructor(db: Database, options: SqliteStateOptions) {
     this.#historyLimit = options.historyLimit;
     this.#origin = options.origin;
-    this.#pruneEvery = Math.max(1, Math.min(1000, Math.ceil(options.historyLimit / 10)));
     const statements = {} as Record<string, Statement>;
     for (const [name, text] of Object.entries(sql)) statements[name] = db.prepare(text);
     this.#s = statements as { [K in keyof typeof sql]: Statement };
@@ -349,9 +349,11 @@ export class SqliteState implements TableState {
       origin: this.#origin,
     });
     // Ids are consecutive (the counter rolls back with its transaction), so this keeps the newest
-    // `historyLimit` events; pruning only every `pruneEvery` events keeps appends cheap.
-    if (id % this.#pruneEvery === 0 && id > this.#historyLimit) {
-      this.#s.PRUNE_HISTORY.run({ maxId: id - this.#historyLimit });
+    // `historyLimit` events. The trim is amortized: every PRUNE_EVERY events a slice of at most
+    // PRUNE_SLICE of the oldest goes (twice the rate they come, so a backlog shrinks), never a
+    // thousand rows at once inside one caller's transaction.
+    if (id % PRUNE_EVERY === 0 && id > this.#historyLimit) {
+      this.#s.PRUNE_HISTORY.run({ maxId: id - this.#historyLimit, limit: PRUNE_SLICE });
     }
   }
 
