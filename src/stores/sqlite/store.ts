@@ -346,6 +346,9 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
       committed();
       return value;
     },
+    // Inside `transact` a transaction function runs as a savepoint. Reads cached by a call that
+    // is rolled back must not serve the next one.
+    savepoint: memory ? undefined : <T>(fn: () => T): T => inTransaction(() => write(fn) as T),
     read: <T>(fn: () => T): T => inTransaction(() => read.deferred(fn) as T),
     close: () => {
       try {
