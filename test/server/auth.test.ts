@@ -34,7 +34,8 @@ async function call(token: string | null, method: 'GET' | 'POST' | 'DELETE', url
 
 describe('auth', () => {
   before(async () => {
-    server = await testServer({ tokens: TOKENS, listen: true, logLevel: 'info', logStream: logs });
+    // debug: each request's own lines (with its URL) are written at debug.
+    server = await testServer({ tokens: TOKENS, listen: true, logLevel: 'debug', logStream: logs });
   });
   after(() => server.close());
 

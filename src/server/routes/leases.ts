@@ -62,7 +62,14 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
 
   const heldMs = Math.min(waitMs, ctx.options.maxWaitMs);
   const raw = reply.raw;
-  const gone = new AbortController();
+  // A try-once acquire without an id is one store call that nobody can cancel: it runs under the
+  // server's shutdown signal alone, with no controller or combined signal made for it.
+  const gone = heldMs > 0 || body.id !== undefined ? new AbortController() : null;
+  let goneReason: ClientGoneError | null = null;
+  const goAway = (error: ClientGoneError): void => {
+    goneReason ??= error;
+    gone?.abort(error);
+  };
   let granted: Granted | null = null;
   let released: Promise<boolean> | null = null;
   /** Releases a lease nobody received (once). */
@@ -89,13 +96,13 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   });
   raw.once('close', () => {
     if (finished) return;
-    gone.abort(new ClientGoneError('closed the connection'));
+    goAway(new ClientGoneError('closed the connection'));
     void releaseUndelivered('the client disconnected');
   });
   let done: (releasedOne: boolean) => void = () => {};
   if (body.id !== undefined) {
     const settled = new Promise<boolean>((resolve) => (done = resolve));
-    ctx.waits.set(body.id, { owner: valid.owner, cancel: () => gone.abort(new ClientGoneError('cancelled the request')), settled });
+    ctx.waits.set(body.id, { owner: valid.owner, cancel: () => goAway(new ClientGoneError('cancelled the request')), settled });
   }
   try {
     return await grantAndAnswer();
@@ -105,7 +112,7 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   }
 
   async function grantAndAnswer(): Promise<unknown> {
-    const signal = AbortSignal.any([gone.signal, ctx.shutdown]);
+    const signal = gone === null ? ctx.shutdown : AbortSignal.any([gone.signal, ctx.shutdown]);
     const startedAt = performance.now();
     const startedWall = Date.now();
     const waited = (): number | null => (heldMs > 0 ? performance.now() - startedAt : null);
@@ -120,7 +127,7 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
           metadata: valid.metadata, lockDelayMs: valid.lockDelayMs, signal,
         });
     } catch (error) {
-      if (gone.signal.aborted) {
+      if (goneReason !== null) {
         ctx.metrics.acquisition('cancelled', waited());
         return reply.code(499).send();
       }
@@ -142,12 +149,12 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
     await nextTurn();
     await nextTurn();
     const socket = raw.socket;
-    if (gone.signal.aborted || raw.destroyed || socket?.destroyed === true || socket?.readableEnded === true) {
+    if (goneReason !== null || raw.destroyed || socket?.destroyed === true || socket?.readableEnded === true) {
       await releaseUndelivered('the client went away as it was granted');
       return reply.code(499).send();
     }
     if (body.id !== undefined) ctx.recent.add(body.id, granted.lease.id, granted.lease.owner);
-    request.log.info({ lease: shortId(granted.lease.id), fence: granted.lease.fence, owner: granted.lease.owner }, 'granted');
+    request.log.debug({ lease: shortId(granted.lease.id), fence: granted.lease.fence, owner: granted.lease.owner }, 'granted');
     // How long the server took until the grant: the client anchors the lease's expiry on its own clock with it.
     reply.header('server-timing', `grant;dur=${grantMs.toFixed(1)}`);
     return reply.code(201).send({ lease: leaseJson(granted.lease), now: iso(granted.now) });
@@ -183,7 +190,7 @@ async function release(ctx: ServerContext, request: FastifyRequest): Promise<unk
   if (!current) return { released: false };
   if (!principal.admin) requireOwner(principal, current.owner, 'release a lease');
   const released = await ctx.store.release(id);
-  if (released) request.log.info({ lease: shortId(id), fence: current.fence }, 'released');
+  if (released) request.log.debug({ lease: shortId(id), fence: current.fence }, 'released');
   return { released };
 }
 

@@ -36,7 +36,7 @@ export async function enqueue(
   }
   if (outcome.status === 'granted') {
     ctx.metrics.acquisition('granted', null);
-    request.log.info({ lease: shortId(outcome.lease.id), fence: outcome.lease.fence, owner: outcome.lease.owner }, 'granted');
+    request.log.debug({ lease: shortId(outcome.lease.id), fence: outcome.lease.fence, owner: outcome.lease.owner }, 'granted');
     return reply.code(201).send({ lease: leaseJson(outcome.lease), now: iso(outcome.now) });
   }
   const { status: _status, ...queued } = outcome;

@@ -3,7 +3,7 @@
  * times. Time is this process's monotonic clock anchored at the epoch. Nothing is durable.
  */
 import type { HistoryEvent, HistoryQuery, LeaseRecord } from '../../model/types.js';
-import type { DelayRow, HeldRow, NewHistoryEvent, TableState, WaitRow, WaiterRecord } from '../table/state.js';
+import type { DelayRow, HeldRow, LeaseEnd, TableState, WaitRow, WaiterRecord } from '../table/state.js';
 import { DueHeap } from './heap.js';
 import { KeyIndex } from './key-index.js';
 
@@ -120,6 +120,7 @@ export class MemoryState implements TableState {
     if (lease.requestId !== null) this.#leaseByRequest.set(requestKey(lease.owner, lease.requestId), lease.id);
     addTo(this.#leasesByOwner, lease.owner, lease.id);
     this.#leaseDue.push(lease.expiresAt, lease.id);
+    this.#record({ type: 'acquired', reason: null, by: null, at: lease.acquiredAt }, lease);
   }
 
   setLeaseExpiry(id: string, expiresAt: number, ttlMs: number): void {
@@ -133,9 +134,11 @@ export class MemoryState implements TableState {
     this.#leaseDue.push(expiresAt, id);
   }
 
-  deleteLease(id: string): void {
+  endLease(ended: LeaseRecord, end: LeaseEnd): void {
+    const id = ended.id;
     const entry = this.#leases.get(id);
     if (!entry) return;
+    this.#record(end, entry.lease);
     this.#leases.delete(id);
     for (const row of entry.rows) this.#held.remove(row);
     const { lease } = entry;
@@ -240,9 +243,11 @@ export class MemoryState implements TableState {
     return times.length === 0 ? null : Math.min(...times);
   }
 
-  appendHistory(event: NewHistoryEvent): void {
-    const { leaseId: _leaseId, at, ...rest } = event;
-    this.#history.push({ id: ++this.#historyId, at, ...rest });
+  #record(event: Pick<HistoryEvent, 'type' | 'reason' | 'by'> & { at: number }, lease: LeaseRecord): void {
+    this.#history.push({
+      id: ++this.#historyId, at: event.at, type: event.type, owner: lease.owner, fence: lease.fence, resources: lease.resources,
+      by: event.by, reason: event.reason,
+    });
     // Trimmed in batches (amortized O(1)); reads only look at the newest historyLimit events.
     if (this.#history.length >= this.#options.historyLimit * 2) this.#history.splice(0, this.#history.length - this.#options.historyLimit);
   }

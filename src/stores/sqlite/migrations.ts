@@ -140,6 +140,81 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       `ALTER TABLE holdfast_history ADD COLUMN origin TEXT`,
     ],
   },
+  {
+    version: 3,
+    name: 'one row per lease',
+    statements: [
+      // A lease's row is also its history: `event` is the id of its `acquired` event (the table's
+      // rowid, so the history in order costs no index), `ended_event` and the `ended_*`/`end_*`
+      // columns record its end (NULL while it is live). The first resource is on the row itself;
+      // the others of a lease with several are in holdfast_lease_keys while it is live. Indexes
+      // only where a query needs one: by id, the live leases by key and by expiry, live request
+      // ids, and end events in order. Trimmed oldest end first (`historyLimit`).
+      `CREATE TABLE holdfast_lease_rows (
+        event         INTEGER PRIMARY KEY,
+        id            TEXT    NOT NULL,
+        owner         TEXT    NOT NULL,
+        request_id    TEXT,
+        fence         INTEGER NOT NULL,
+        acquired_at   INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        ttl_ms        INTEGER NOT NULL,
+        key           TEXT    NOT NULL COLLATE BINARY,
+        mode          TEXT    NOT NULL CHECK (mode IN ('exclusive', 'shared')),
+        lim           INTEGER,
+        resources     TEXT    NOT NULL CHECK (json_valid(resources)),
+        metadata      TEXT    NOT NULL CHECK (json_valid(metadata)),
+        lock_delay_ms INTEGER NOT NULL,
+        origin        TEXT,
+        ended_event   INTEGER,
+        ended_at      INTEGER,
+        end_type      TEXT    CHECK (end_type IN ('released', 'expired', 'forced')),
+        ended_by      TEXT,
+        end_reason    TEXT,
+        ended_origin  TEXT
+      ) STRICT`,
+      // Live leases keep the id of their acquired event; one whose event was pruned gets a new id.
+      `INSERT INTO holdfast_lease_rows
+        (event, id, owner, request_id, fence, acquired_at, expires_at, ttl_ms, key, mode, lim, resources, metadata, lock_delay_ms, origin)
+        SELECT coalesce(a.id, m.history_id + row_number() OVER (PARTITION BY a.id IS NULL ORDER BY l.fence)), l.id, l.owner, l.request_id, l.fence,
+          l.acquired_at, l.expires_at, l.ttl_ms, l.resources ->> '$[0].key', l.resources ->> '$[0].mode',
+          l.resources ->> '$[0].limit', l.resources, l.metadata, l.lock_delay_ms, a.origin
+        FROM holdfast_leases l CROSS JOIN holdfast_meta m
+        LEFT JOIN holdfast_history a ON a.lease_id = l.id AND a.type = 'acquired'`,
+      // Ended leases with both events still kept (an end whose acquired event was pruned goes:
+      // it was at the old edge of the kept window).
+      `INSERT INTO holdfast_lease_rows
+        (event, id, owner, request_id, fence, acquired_at, expires_at, ttl_ms, key, mode, lim, resources, metadata, lock_delay_ms,
+         origin, ended_event, ended_at, end_type, ended_by, end_reason, ended_origin)
+        SELECT a.id, a.lease_id, a.owner, NULL, a.fence, a.at, e.at, 0, a.resources ->> '$[0].key', a.resources ->> '$[0].mode',
+          a.resources ->> '$[0].limit', a.resources, '{}', 0, a.origin, e.id, e.at, e.type, e.by, e.reason, e.origin
+        FROM holdfast_history a JOIN holdfast_history e ON e.lease_id = a.lease_id AND e.type <> 'acquired'
+        WHERE a.type = 'acquired'`,
+      `UPDATE holdfast_meta SET history_id = max(history_id, coalesce((SELECT max(event) FROM holdfast_lease_rows), 0)) WHERE id = 1`,
+      `CREATE TABLE holdfast_lease_keys (
+        lease_event INTEGER NOT NULL,
+        ord         INTEGER NOT NULL,
+        key         TEXT    NOT NULL COLLATE BINARY,
+        mode        TEXT    NOT NULL CHECK (mode IN ('exclusive', 'shared')),
+        lim         INTEGER,
+        PRIMARY KEY (lease_event, ord)
+      ) STRICT, WITHOUT ROWID`,
+      `INSERT INTO holdfast_lease_keys (lease_event, ord, key, mode, lim)
+        SELECT r.event, j.key, j.value ->> 'key', j.value ->> 'mode', j.value ->> 'limit'
+        FROM holdfast_lease_rows r, json_each(r.resources) j WHERE r.ended_event IS NULL AND j.key > 0`,
+      `DROP TABLE holdfast_lease_resources`,
+      `DROP TABLE holdfast_leases`,
+      `DROP TABLE holdfast_history`,
+      `ALTER TABLE holdfast_lease_rows RENAME TO holdfast_leases`,
+      `CREATE UNIQUE INDEX holdfast_leases_id ON holdfast_leases (id)`,
+      `CREATE INDEX holdfast_leases_live_key ON holdfast_leases (key COLLATE BINARY) WHERE ended_event IS NULL`,
+      `CREATE INDEX holdfast_leases_live_expiry ON holdfast_leases (expires_at) WHERE ended_event IS NULL`,
+      `CREATE UNIQUE INDEX holdfast_leases_live_request ON holdfast_leases (owner, request_id)
+        WHERE request_id IS NOT NULL AND ended_event IS NULL`,
+      `CREATE INDEX holdfast_leases_ended ON holdfast_leases (ended_event) WHERE ended_event IS NOT NULL`,
+      `CREATE INDEX holdfast_lease_keys_key ON holdfast_lease_keys (key COLLATE BINARY)`,
+    ],
+  },
 ]);
 
 /** The schema version this code writes. A file with a higher version was written by a newer holdfast. */

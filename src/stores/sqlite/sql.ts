@@ -15,10 +15,15 @@
 
 const LEASE = `l.id, l.owner, l.request_id, l.fence, l.acquired_at, l.expires_at, l.ttl_ms, l.resources, l.metadata, l.lock_delay_ms`;
 const WAITER = `w.id, w.seq, w.owner, w.request_id, w.resources, w.ttl_ms, w.metadata, w.lock_delay_ms, w.enqueued_at, w.deadline, w.alive_until, w.waiter_ttl_ms`;
-const HELD = `SELECT r.key AS r_key, r.mode AS r_mode, r.lim AS r_lim, ${LEASE} FROM holdfast_lease_resources r JOIN holdfast_leases l ON l.id = r.lease_id`;
+/** Live leases by their first resource (on the row) and by their others (holdfast_lease_keys). */
+const HELD_FIRST = `SELECT l.key AS r_key, l.mode AS r_mode, l.lim AS r_lim, ${LEASE} FROM holdfast_leases l WHERE l.ended_event IS NULL AND`;
+const HELD_OTHERS = `SELECT r.key AS r_key, r.mode AS r_mode, r.lim AS r_lim, ${LEASE}
+  FROM holdfast_lease_keys r JOIN holdfast_leases l ON l.event = r.lease_event WHERE`;
 const WAITING = `SELECT r.key AS r_key, r.mode AS r_mode, r.lim AS r_lim, ${WAITER} FROM holdfast_waiter_resources r JOIN holdfast_waiters w ON w.id = r.waiter_id`;
 const DESCENDANTS = `r.key > :key || '/' AND r.key < :key || '0'`;
 const PREFIX = `r.key >= :prefix AND substr(r.key, 1, length(:prefix)) = :prefix`;
+const LIVE_DESCENDANTS = `l.key > :key || '/' AND l.key < :key || '0'`;
+const LIVE_PREFIX = `l.key >= :prefix AND substr(l.key, 1, length(:prefix)) = :prefix`;
 
 // ---- clock and counters ----------------------------------------------------------------------
 
@@ -32,36 +37,49 @@ export const NEXT_SEQ = `UPDATE holdfast_meta SET seq = seq + 1 WHERE id = 1 RET
 export const NEXT_HISTORY_ID = `UPDATE holdfast_meta SET history_id = history_id + 1 WHERE id = 1 RETURNING history_id AS value`;
 
 // ---- leases ----------------------------------------------------------------------------------
+// A lease row is live while `ended_event IS NULL`; every read of live leases says so, which is
+// also what lets SQLite use the partial indexes of live leases.
 
-/** Inputs: `id`. Outputs: the lease row or none. */
-export const LEASE_BY_ID = `SELECT ${LEASE} FROM holdfast_leases l WHERE l.id = :id`;
-/** Inputs: `owner`, `requestId`. Outputs: the lease row or none. */
-export const LEASE_BY_REQUEST = `SELECT ${LEASE} FROM holdfast_leases l WHERE l.owner = :owner AND l.request_id = :requestId`;
-/** Inputs: `owner`. Outputs: lease rows, by fence. */
-export const LEASES_OF_OWNER = `SELECT ${LEASE} FROM holdfast_leases l WHERE l.owner = :owner ORDER BY l.fence`;
-/** Inputs: `key`. Outputs: rows of the leases holding exactly `key`, by fence. */
-export const LEASES_ON_KEY = `SELECT ${LEASE} FROM holdfast_leases l
-  WHERE l.id IN (SELECT lease_id FROM holdfast_lease_resources WHERE key = :key) ORDER BY l.fence`;
+/** Inputs: `id`. Outputs: the live lease row or none. */
+export const LEASE_BY_ID = `SELECT ${LEASE} FROM holdfast_leases l WHERE l.id = :id AND l.ended_event IS NULL`;
+/** Inputs: `owner`, `requestId`. Outputs: the live lease row or none. */
+export const LEASE_BY_REQUEST = `SELECT ${LEASE} FROM holdfast_leases l
+  WHERE l.owner = :owner AND l.request_id = :requestId AND l.request_id IS NOT NULL AND l.ended_event IS NULL`;
+/** Inputs: `owner`. Outputs: live lease rows of `owner`, by fence (a walk over the live leases: an admin call). */
+export const LEASES_OF_OWNER = `SELECT ${LEASE} FROM holdfast_leases l INDEXED BY holdfast_leases_live_expiry
+  WHERE l.ended_event IS NULL AND l.owner = :owner ORDER BY l.fence`;
+/** Inputs: `key`. Outputs: rows of the live leases holding exactly `key`, by fence. */
+export const LEASES_ON_KEY = `SELECT ${LEASE} FROM holdfast_leases l WHERE l.ended_event IS NULL AND l.key = :key
+  UNION SELECT ${LEASE} FROM holdfast_leases l
+  WHERE l.ended_event IS NULL AND l.event IN (SELECT lease_event FROM holdfast_lease_keys WHERE key = :key) ORDER BY 4`;
 /** Inputs: `key`, `keys` (JSON array of `key` and its ancestors). Outputs: held rows related to `key`. */
-export const HELD_RELATED = `${HELD} WHERE r.key IN (SELECT value FROM json_each(:keys))
-  UNION ALL ${HELD} WHERE ${DESCENDANTS}`;
-/** Inputs: `now`. Outputs: rows of the leases with `expires_at <= now`, earliest first. */
-export const DUE_LEASES = `SELECT ${LEASE} FROM holdfast_leases l WHERE l.expires_at <= :now ORDER BY l.expires_at, l.fence`;
-/** Inputs: the lease's columns. Outputs: none. */
+export const HELD_RELATED = `${HELD_FIRST} l.key IN (SELECT value FROM json_each(:keys))
+  UNION ALL ${HELD_FIRST} ${LIVE_DESCENDANTS}
+  UNION ALL ${HELD_OTHERS} r.key IN (SELECT value FROM json_each(:keys))
+  UNION ALL ${HELD_OTHERS} ${DESCENDANTS}`;
+/** Inputs: `now`. Outputs: rows of the live leases with `expires_at <= now`, earliest first. */
+export const DUE_LEASES = `SELECT ${LEASE} FROM holdfast_leases l
+  WHERE l.ended_event IS NULL AND l.expires_at <= :now ORDER BY l.expires_at, l.fence`;
+/**
+ * Inputs: the lease's columns, `event` (the id of its acquired event), `key`, `mode`, `lim` (its
+ * first resource), `origin`. Outputs: none. The row is the lease and its `acquired` event.
+ */
 export const INSERT_LEASE = `INSERT INTO holdfast_leases
-  (id, owner, request_id, fence, acquired_at, expires_at, ttl_ms, resources, metadata, lock_delay_ms)
-  VALUES (:id, :owner, :requestId, :fence, :acquiredAt, :expiresAt, :ttlMs, :resources, :metadata, :lockDelayMs)`;
-/** Inputs: `id`, `resources` (JSON array of `{ key, mode, limit }`). Outputs: none. Indexes the lease's keys. */
-export const INSERT_LEASE_RESOURCES = `INSERT INTO holdfast_lease_resources (lease_id, ord, key, mode, lim)
-  SELECT :id, j.key, j.value ->> 'key', j.value ->> 'mode', j.value ->> 'limit' FROM json_each(:resources) j`;
+  (event, id, owner, request_id, fence, acquired_at, expires_at, ttl_ms, key, mode, lim, resources, metadata, lock_delay_ms, origin)
+  VALUES (:event, :id, :owner, :requestId, :fence, :acquiredAt, :expiresAt, :ttlMs, :key, :mode, :lim, :resources, :metadata, :lockDelayMs, :origin)`;
+/** Inputs: `event`, `resources` (JSON array of `{ key, mode, limit }`). Outputs: none. Indexes all but the first resource. */
+export const INSERT_LEASE_KEYS = `INSERT INTO holdfast_lease_keys (lease_event, ord, key, mode, lim)
+  SELECT :event, j.key, j.value ->> 'key', j.value ->> 'mode', j.value ->> 'limit' FROM json_each(:resources) j WHERE j.key > 0`;
 /** Inputs: `id`, `expiresAt`, `ttlMs`. Outputs: none. */
-export const SET_LEASE_EXPIRY = `UPDATE holdfast_leases SET expires_at = :expiresAt, ttl_ms = :ttlMs WHERE id = :id`;
-/** Inputs: `id`. Outputs: none. Run before `DELETE_LEASE`. */
-export const DELETE_LEASE_RESOURCES = `DELETE FROM holdfast_lease_resources WHERE lease_id = :id`;
-/** Inputs: `id`. Outputs: none. */
-export const DELETE_LEASE = `DELETE FROM holdfast_leases WHERE id = :id`;
-/** Inputs: `id`. Outputs: `ended` (1 when the history records the end of lease `id`, else 0). */
-export const ENDED_LEASE = `SELECT EXISTS (SELECT 1 FROM holdfast_history WHERE lease_id = :id AND type <> 'acquired') AS ended`;
+export const SET_LEASE_EXPIRY = `UPDATE holdfast_leases SET expires_at = :expiresAt, ttl_ms = :ttlMs WHERE id = :id AND ended_event IS NULL`;
+/** Inputs: `id`, `event` (the id of its end event), `at`, `type`, `by`, `reason`, `origin`. Outputs: none. Ends a live lease. */
+export const END_LEASE = `UPDATE holdfast_leases
+  SET ended_event = :event, ended_at = :at, end_type = :type, ended_by = :by, end_reason = :reason, ended_origin = :origin
+  WHERE id = :id AND ended_event IS NULL`;
+/** Inputs: `id`. Outputs: none. Drops the key rows of a lease with several resources (run as it ends). */
+export const DELETE_LEASE_KEYS = `DELETE FROM holdfast_lease_keys WHERE lease_event = (SELECT event FROM holdfast_leases WHERE id = :id)`;
+/** Inputs: `id`. Outputs: `ended` (1 when lease `id` has ended and its row is still kept, else 0). */
+export const ENDED_LEASE = `SELECT EXISTS (SELECT 1 FROM holdfast_leases WHERE id = :id AND ended_event IS NOT NULL) AS ended`;
 
 // ---- waiters ---------------------------------------------------------------------------------
 
@@ -105,24 +123,32 @@ export const DELETE_DUE_DELAYS = `DELETE FROM holdfast_delays WHERE until <= :no
 
 /** Inputs: none. Outputs: `due`, the earliest expiry, waiter drop or delay end (null when none). */
 export const NEXT_DUE = `SELECT min(t) AS due FROM (
-  SELECT min(expires_at) AS t FROM holdfast_leases
+  SELECT min(expires_at) AS t FROM holdfast_leases WHERE ended_event IS NULL
   UNION ALL SELECT min(min(alive_until, deadline)) FROM holdfast_waiters
   UNION ALL SELECT min(until) FROM holdfast_delays)`;
 
-/** Inputs: `id`, `at`, `type`, `owner`, `fence`, `resources`, `by`, `reason`, `leaseId`, `origin`. Outputs: none. */
-export const INSERT_HISTORY = `INSERT INTO holdfast_history (id, at, type, owner, fence, resources, by, reason, lease_id, origin)
-  VALUES (:id, :at, :type, :owner, :fence, :resources, :by, :reason, :leaseId, :origin)`;
-/** Inputs: `maxId`. Outputs: none. Deletes the events with `id <= maxId`. */
-export const PRUNE_HISTORY = `DELETE FROM holdfast_history WHERE id <= :maxId`;
+/**
+ * Inputs: `maxId`, `limit`. Outputs: none. Deletes up to `limit` rows of ended leases whose end
+ * event has an id `<= maxId`, oldest end first (a bounded slice of the trim).
+ */
+export const PRUNE_HISTORY = `DELETE FROM holdfast_leases WHERE event IN (SELECT event FROM holdfast_leases
+  WHERE ended_event IS NOT NULL AND ended_event <= :maxId ORDER BY ended_event LIMIT :limit)`;
 
-const HISTORY_COLUMNS = `h.id, h.at, h.type, h.owner, h.fence, h.resources, h.by, h.reason`;
-const HISTORY_KEY = `(:key IS NULL OR EXISTS (SELECT 1 FROM json_each(h.resources) j WHERE j.value ->> 'key' = :key))`;
-/** Inputs: `beforeId`, `key` (or null), `limit`. Outputs: history rows, newest first. */
-export const HISTORY = `SELECT ${HISTORY_COLUMNS} FROM holdfast_history h
-  WHERE h.id < :beforeId AND ${HISTORY_KEY} ORDER BY h.id DESC LIMIT :limit`;
-/** Inputs: `owner`, `beforeId`, `key` (or null), `limit`. Outputs: history rows of `owner`, newest first. */
-export const HISTORY_OF_OWNER = `SELECT ${HISTORY_COLUMNS} FROM holdfast_history h
-  WHERE h.owner = :owner AND h.id < :beforeId AND ${HISTORY_KEY} ORDER BY h.id DESC LIMIT :limit`;
+const HISTORY_KEY = `(:key IS NULL OR EXISTS (SELECT 1 FROM json_each(l.resources) j WHERE j.value ->> 'key' = :key))`;
+const HISTORY_OWNER = `(:owner IS NULL OR l.owner = :owner)`;
+/**
+ * Inputs: `beforeId`, `owner` (or null), `key` (or null), `limit`. Outputs: history rows (`id`,
+ * `at`, `type`, `owner`, `fence`, `resources`, `by`, `reason`), newest first: the acquired events
+ * (one per lease row) and the end events (one per ended row) merged by id.
+ */
+export const HISTORY = `SELECT * FROM (SELECT l.event AS id, l.acquired_at AS at, 'acquired' AS type, l.owner, l.fence, l.resources,
+    NULL AS by, NULL AS reason FROM holdfast_leases l
+    WHERE l.event < :beforeId AND ${HISTORY_OWNER} AND ${HISTORY_KEY} ORDER BY l.event DESC LIMIT :limit)
+  UNION ALL SELECT * FROM (SELECT l.ended_event, l.ended_at, l.end_type, l.owner, l.fence, l.resources, l.ended_by, l.end_reason
+    FROM holdfast_leases l
+    WHERE l.ended_event IS NOT NULL AND l.ended_event < :beforeId AND ${HISTORY_OWNER} AND ${HISTORY_KEY}
+    ORDER BY l.ended_event DESC LIMIT :limit)
+  ORDER BY id DESC LIMIT :limit`;
 
 // ---- following other processes ---------------------------------------------------------------
 
@@ -134,15 +160,20 @@ export const DATA_VERSION = `SELECT data_version AS value FROM pragma_data_versi
 /** Inputs: none. Outputs: `value`, the id of the newest history event written so far (0: none). */
 export const LAST_HISTORY_ID = `SELECT history_id AS value FROM holdfast_meta WHERE id = 1`;
 /**
- * Inputs: `after`, `origin`, `limit`. Outputs: up to `limit` history rows with `id > after` that
- * another origin wrote, oldest first (`id`, `at`, `type`, `owner`, `fence`, `resources`), each
- * with `expires_at`: for an `acquired` event whose lease is still there, the lease's expiry, else null.
+ * Inputs: `after`, `origin`, `limit`. Outputs: up to `limit` history events with `id > after`
+ * that another origin wrote, oldest first (`id`, `at`, `type`, `owner`, `fence`, `resources`,
+ * `lease_id`), each with `expires_at`: for an `acquired` event whose lease is still live, the
+ * lease's expiry, else null.
  */
-export const HISTORY_OF_OTHERS = `SELECT h.id, h.at, h.type, h.owner, h.fence, h.resources, h.lease_id, l.expires_at
-  FROM holdfast_history h LEFT JOIN holdfast_leases l ON h.type = 'acquired' AND l.id = h.lease_id
-  WHERE h.id > :after AND h.origin IS NOT :origin ORDER BY h.id LIMIT :limit`;
+export const HISTORY_OF_OTHERS = `SELECT * FROM (SELECT l.event AS id, l.acquired_at AS at, 'acquired' AS type, l.owner, l.fence,
+    l.resources, l.id AS lease_id, CASE WHEN l.ended_event IS NULL THEN l.expires_at END AS expires_at
+    FROM holdfast_leases l WHERE l.event > :after AND l.origin IS NOT :origin ORDER BY l.event LIMIT :limit)
+  UNION ALL SELECT * FROM (SELECT l.ended_event, l.ended_at, l.end_type, l.owner, l.fence, l.resources, l.id, NULL
+    FROM holdfast_leases l WHERE l.ended_event IS NOT NULL AND l.ended_event > :after AND l.ended_origin IS NOT :origin
+    ORDER BY l.ended_event LIMIT :limit)
+  ORDER BY id LIMIT :limit`;
 
 /** Inputs: `prefix`. Outputs: held rows whose key starts with `prefix`. */
-export const HELD_WITH_PREFIX = `${HELD} WHERE ${PREFIX}`;
+export const HELD_WITH_PREFIX = `${HELD_FIRST} ${LIVE_PREFIX} UNION ALL ${HELD_OTHERS} ${PREFIX}`;
 /** Inputs: `prefix`. Outputs: waiting rows whose key starts with `prefix`, in queue and request order. */
 export const WAITING_WITH_PREFIX = `${WAITING} WHERE ${PREFIX} ORDER BY w.seq, r.ord`;

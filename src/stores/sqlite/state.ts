@@ -12,7 +12,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { ancestorsOf } from '../../model/keys.js';
 import type { HistoryEvent, HistoryQuery, HistoryType, LeaseRecord, Metadata, Mode, Resource } from '../../model/types.js';
-import type { DelayRow, HeldRow, NewHistoryEvent, TableState, WaitRow, WaiterRecord } from '../table/state.js';
+import type { DelayRow, HeldRow, LeaseEnd, TableState, WaitRow, WaiterRecord } from '../table/state.js';
 import * as sql from './sql.js';
 
 export interface SqliteStateOptions {
@@ -93,6 +93,9 @@ type Database = BetterSqlite3.Database;
 type Statement = BetterSqlite3.Statement;
 
 const DEFAULT_HISTORY_PAGE = 100;
+/** The history is trimmed every this many events, by at most `PRUNE_SLICE` of the oldest. */
+const PRUNE_EVERY = 16;
+const PRUNE_SLICE = 2 * PRUNE_EVERY;
 
 function toLease(row: LeaseRow): LeaseRecord {
   return {
@@ -138,8 +141,6 @@ const selfAndAncestors = (key: string): string => JSON.stringify([key, ...ancest
 export class SqliteState implements TableState {
   readonly #historyLimit: number;
   readonly #origin: string;
-  /** Prune the history every this many events (so it holds at most limit + pruneEvery - 1). */
-  readonly #pruneEvery: number;
   readonly #s: { [K in keyof typeof sql]: Statement };
   /** Related-key answers of the current transaction, by kind and key; emptied by every write. */
   readonly #related = new Map<string, HeldRow[] | WaitRow[] | DelayRow[]>();
@@ -147,7 +148,6 @@ export class SqliteState implements TableState {
   constructor(db: Database, options: SqliteStateOptions) {
     this.#historyLimit = options.historyLimit;
     this.#origin = options.origin;
-    this.#pruneEvery = Math.max(1, Math.min(1000, Math.ceil(options.historyLimit / 10)));
     const statements = {} as Record<string, Statement>;
     for (const [name, text] of Object.entries(sql)) statements[name] = db.prepare(text);
     this.#s = statements as { [K in keyof typeof sql]: Statement };
@@ -231,7 +231,10 @@ export class SqliteState implements TableState {
   insertLease(lease: LeaseRecord): void {
     this.resetCache();
     const resources = resourcesJson(lease.resources);
+    const first = lease.resources[0]!;
+    const event = this.#nextEvent();
     this.#s.INSERT_LEASE.run({
+      event,
       id: lease.id,
       owner: lease.owner,
       requestId: lease.requestId,
@@ -239,11 +242,15 @@ export class SqliteState implements TableState {
       acquiredAt: lease.acquiredAt,
       expiresAt: lease.expiresAt,
       ttlMs: lease.ttlMs,
+      key: first.key,
+      mode: first.mode,
+      lim: first.limit,
       resources,
       metadata: JSON.stringify(lease.metadata),
       lockDelayMs: lease.lockDelayMs,
+      origin: this.#origin,
     });
-    this.#s.INSERT_LEASE_RESOURCES.run({ id: lease.id, resources });
+    if (lease.resources.length > 1) this.#s.INSERT_LEASE_KEYS.run({ event, resources });
   }
 
   setLeaseExpiry(id: string, expiresAt: number, ttlMs: number): void {
@@ -251,10 +258,12 @@ export class SqliteState implements TableState {
     this.#s.SET_LEASE_EXPIRY.run({ id, expiresAt, ttlMs });
   }
 
-  deleteLease(id: string): void {
+  endLease(lease: LeaseRecord, end: LeaseEnd): void {
     this.resetCache();
-    this.#s.DELETE_LEASE_RESOURCES.run({ id });
-    this.#s.DELETE_LEASE.run({ id });
+    if (lease.resources.length > 1) this.#s.DELETE_LEASE_KEYS.run({ id: lease.id });
+    this.#s.END_LEASE.run({
+      id: lease.id, event: this.#nextEvent(), at: end.at, type: end.type, by: end.by, reason: end.reason, origin: this.#origin,
+    });
   }
 
   endedLease(id: string): boolean {
@@ -334,25 +343,19 @@ export class SqliteState implements TableState {
     return (this.#s.NEXT_DUE.get() as { due: number | null }).due;
   }
 
-  appendHistory(event: NewHistoryEvent): void {
+  /**
+   * The id of the next history event (an acquire or an end). Ids are consecutive (the counter
+   * rolls back with its transaction), so the newest `historyLimit` of them are kept by trimming
+   * the rows of leases that ended before them. The trim is amortized: every PRUNE_EVERY events a
+   * slice of at most PRUNE_SLICE rows goes (each row is up to two events: a backlog shrinks),
+   * never a thousand rows at once inside one caller's transaction.
+   */
+  #nextEvent(): number {
     const id = this.#value(this.#s.NEXT_HISTORY_ID);
-    this.#s.INSERT_HISTORY.run({
-      id,
-      at: event.at,
-      type: event.type,
-      owner: event.owner,
-      fence: event.fence,
-      resources: resourcesJson(event.resources),
-      by: event.by,
-      reason: event.reason,
-      leaseId: event.leaseId,
-      origin: this.#origin,
-    });
-    // Ids are consecutive (the counter rolls back with its transaction), so this keeps the newest
-    // `historyLimit` events; pruning only every `pruneEvery` events keeps appends cheap.
-    if (id % this.#pruneEvery === 0 && id > this.#historyLimit) {
-      this.#s.PRUNE_HISTORY.run({ maxId: id - this.#historyLimit });
+    if (id % PRUNE_EVERY === 0 && id > this.#historyLimit) {
+      this.#s.PRUNE_HISTORY.run({ maxId: id - this.#historyLimit, limit: PRUNE_SLICE });
     }
+    return id;
   }
 
   history(query: HistoryQuery): HistoryEvent[] {
@@ -361,11 +364,7 @@ export class SqliteState implements TableState {
       key: query.key ?? null,
       limit: Math.max(0, query.limit ?? DEFAULT_HISTORY_PAGE),
     };
-    const rows = (
-      query.owner === undefined
-        ? this.#s.HISTORY.all(params)
-        : this.#s.HISTORY_OF_OWNER.all({ ...params, owner: query.owner })
-    ) as HistoryRow[];
+    const rows = this.#s.HISTORY.all({ ...params, owner: query.owner ?? null }) as HistoryRow[];
     return rows.map((row) => ({
       id: row.id,
       at: new Date(row.at).toISOString(),

@@ -21,6 +21,7 @@ import type { AcquireOptions, AcquireOutcome, CallOptions, PollOutcome, StoreCha
 import type { LockRequest } from '../../model/types.js';
 import { SyncTableStore, type SyncTableBackend } from '../table/sync-store.js';
 import { CREATE_MIGRATIONS_TABLE, CURRENT_VERSION, LATEST_VERSION, MIGRATIONS, RECORD_MIGRATION } from './migrations.js';
+import { Checkpointer } from './checkpointer.js';
 import { OtherProcessChanges, type OtherProcessSource } from './other-processes.js';
 import { SqliteState } from './state.js';
 
@@ -46,7 +47,7 @@ export interface SqliteStoreOptions {
    */
   busyTimeoutMs?: number | undefined;
   /**
-   * How many history events to keep (the oldest are pruned, every 1000 events at most). This
+   * How many history events to keep (the oldest are trimmed, a few at a time every 16 events). This
    * also bounds how long an ended lease is remembered: a renew of a lease whose events were
    * pruned says NOT_FOUND rather than LEASE_LOST. 1000 to 1000000000.
    * @default 100000
@@ -164,6 +165,28 @@ function unavailable(path: string, error: unknown): Error {
 /** Every open store object of this process, by the real path of its file. */
 const registry = new Map<string, Set<SqliteStore>>();
 
+/** The checkpoint thread of each file this process has open, and how many store objects use it. */
+const checkpointers = new Map<string, { checkpointer: Checkpointer; users: number }>();
+
+/** The file's checkpointer (started with the first store object on it), and how to let go of it. */
+function checkpointerOf(file: string, busyTimeoutMs: number): { checkpointer: Checkpointer; release: () => Promise<void> } {
+  let entry = checkpointers.get(file);
+  if (!entry) checkpointers.set(file, (entry = { checkpointer: new Checkpointer(file, busyTimeoutMs), users: 0 }));
+  entry.users++;
+  const current = entry;
+  let released = false;
+  return {
+    checkpointer: current.checkpointer,
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (--current.users > 0) return;
+      if (checkpointers.get(file) === current) checkpointers.delete(file);
+      await current.checkpointer.stop();
+    },
+  };
+}
+
 /** Written with this process's history events, so that it can tell other processes' events apart. */
 const PROCESS_ORIGIN = randomUUID();
 
@@ -176,9 +199,16 @@ export class SqliteStore extends SyncTableStore {
   readonly #others: OtherProcessChanges | null;
   #closed = false;
 
-  constructor(backend: SyncTableBackend, file: string, shared: boolean, others: OtherProcessSource | null) {
+  /** Lets go of the file's checkpoint thread (null: a private in-memory database has none). */
+  readonly #releaseCheckpointer: (() => Promise<void>) | null;
+
+  constructor(
+    backend: SyncTableBackend, file: string, shared: boolean, others: OtherProcessSource | null,
+    releaseCheckpointer: (() => Promise<void>) | null = null,
+  ) {
     super(backend);
     this.file = file;
+    this.#releaseCheckpointer = releaseCheckpointer;
     this.#shared = shared;
     // Every commit writes the write-ahead log, so watching it tells of other processes' commits.
     this.#others = others === null ? null : new OtherProcessChanges(others, (change) => this.#deliver(change), { watchFile: `${file}-wal` });
@@ -250,6 +280,7 @@ export class SqliteStore extends SyncTableStore {
       successor = peers?.values().next().value;
     }
     await super.close();
+    await this.#releaseCheckpointer?.();
     // This object's expiry timer is gone: let a remaining object on the file arm its own.
     successor?.sweep().catch(() => {});
   }
@@ -287,10 +318,37 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
   };
   const write = db.transaction((fn: () => unknown) => fn());
   const read = db.transaction((fn: () => unknown) => fn());
+  // Checkpoints run on the file's checkpoint thread, not inside a caller's commit; should that
+  // thread fail, SQLite's automatic checkpoint takes over again.
+  let checkpoints: { checkpointer: Checkpointer; release: () => Promise<void> } | null = null;
+  if (!memory) {
+    try {
+      checkpoints = checkpointerOf(file, resolved.busyTimeoutMs);
+      db.pragma('wal_autocheckpoint = 0');
+    } catch {
+      checkpoints = null;
+    }
+  }
+  let automatic = checkpoints === null;
+  const committed = (): void => {
+    if (checkpoints === null) return;
+    checkpoints.checkpointer.committed();
+    if (!automatic && checkpoints.checkpointer.failed) {
+      automatic = true;
+      db.pragma('wal_autocheckpoint = 1000');
+    }
+  };
   const backend: SyncTableBackend = {
     info: { kind: 'sqlite', durable: !memory, wakeups: 'complete' },
     state,
-    transact: <T>(fn: () => T): T => inTransaction(() => write.immediate(fn) as T),
+    transact: <T>(fn: () => T): T => {
+      const value = inTransaction(() => write.immediate(fn) as T);
+      committed();
+      return value;
+    },
+    // Inside `transact` a transaction function runs as a savepoint. Reads cached by a call that
+    // is rolled back must not serve the next one.
+    savepoint: memory ? undefined : <T>(fn: () => T): T => inTransaction(() => write(fn) as T),
     read: <T>(fn: () => T): T => inTransaction(() => read.deferred(fn) as T),
     close: () => {
       try {
@@ -302,5 +360,5 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
     },
   };
   // A private in-memory database has no other connection; a file may be shared by other processes.
-  return new SqliteStore(backend, file, !memory, memory ? null : state);
+  return new SqliteStore(backend, file, !memory, memory ? null : state, checkpoints?.release ?? null);
 }

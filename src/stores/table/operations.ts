@@ -10,10 +10,10 @@
  * so it never jumps the queue.
  */
 import { InvalidRequestError } from '../../model/errors.js';
-import type { HistoryType, LeaseRecord, LockRequest, LockTable, QueuedWaiter } from '../../model/types.js';
+import type { LeaseRecord, LockRequest, LockTable, QueuedWaiter } from '../../model/types.js';
 import type { AcquireOutcome, PollOutcome, RenewOutcome, StoreChange } from '../store.js';
 import { findBlockers, isBlocked, type Blockers } from './blockers.js';
-import type { TableState, WaiterRecord } from './state.js';
+import type { LeaseEnd, TableState, WaiterRecord } from './state.js';
 
 export interface Result<T> {
   value: T;
@@ -57,9 +57,8 @@ class Operation {
     this.promote(freed);
   }
 
-  endLease(lease: LeaseRecord, type: HistoryType, reason: string, by: string | null, at: number, delay: boolean): void {
-    this.state.deleteLease(lease.id);
-    this.state.appendHistory({ type, reason, by, at, leaseId: lease.id, owner: lease.owner, fence: lease.fence, resources: lease.resources });
+  endLease(lease: LeaseRecord, type: LeaseEnd['type'], reason: string, by: string | null, at: number, delay: boolean): void {
+    this.state.endLease(lease, { type, reason, by, at });
     const keys = lease.resources.map((r) => r.key);
     this.change(type, lease.owner, keys, lease.fence, [], at);
     if (delay && lease.lockDelayMs > 0 && at + lease.lockDelayMs > this.now) {
@@ -83,10 +82,6 @@ class Operation {
       lockDelayMs: request.lockDelayMs,
     };
     this.state.insertLease(lease);
-    this.state.appendHistory({
-      type: 'acquired', reason: null, by: null, at: this.now, leaseId: lease.id,
-      owner: lease.owner, fence: lease.fence, resources: lease.resources,
-    });
     this.change('acquired', lease.owner, lease.resources.map((r) => r.key), lease.fence, [lease.id]).expiresAt = lease.expiresAt;
     return lease;
   }
@@ -245,7 +240,7 @@ export function forceRelease(state: TableState, key: string, by: string): Result
   return op.result(endAll(op, state.leasesOnKey(key), 'forced', 'force', by));
 }
 
-function endAll(op: Operation, leases: LeaseRecord[], type: HistoryType, reason: string, by: string): number {
+function endAll(op: Operation, leases: LeaseRecord[], type: LeaseEnd['type'], reason: string, by: string): number {
   const freed = new Set<string>();
   for (const lease of leases) {
     op.endLease(lease, type, reason, by, op.now, true);

@@ -4,7 +4,7 @@
  * transaction; a snapshot checked with compare-and-swap) implement this and reuse the algorithm.
  * Stores that run the algorithm in their own language (Postgres functions, Redis Lua) mirror it.
  */
-import type { HistoryEvent, HistoryQuery, LeaseRecord, Metadata, Resource } from '../../model/types.js';
+import type { HistoryEvent, HistoryQuery, HistoryType, LeaseRecord, Metadata, Resource } from '../../model/types.js';
 
 export interface WaiterRecord {
   /** The ticket: the id of the lease once granted. */
@@ -47,7 +47,18 @@ export interface DelayRow {
   metadata: Metadata;
 }
 
-export type NewHistoryEvent = Omit<HistoryEvent, 'id' | 'at'> & { at: number; leaseId: string };
+/**
+ * How a lease ended. A lease is also its own history: `insertLease` records its `acquired` event
+ * (at `acquiredAt`), `endLease` its end event, so a store can keep both in the lease's one row.
+ */
+export interface LeaseEnd {
+  type: Exclude<HistoryType, 'acquired'>;
+  /** `release`, `release-owner`, `force`, `expiry`, `cancelled`. */
+  reason: string;
+  by: string | null;
+  /** Store time of the end (a lease that expired ends at its expiry). */
+  at: number;
+}
 
 export interface TableState {
   /** The store's clock, ms since the epoch. Read once per operation. */
@@ -65,9 +76,11 @@ export interface TableState {
   heldRelatedTo(key: string): HeldRow[];
   /** Leases with `expiresAt <= now`. */
   dueLeases(now: number): LeaseRecord[];
+  /** Adds a live lease and records its `acquired` event. */
   insertLease(lease: LeaseRecord): void;
   setLeaseExpiry(id: string, expiresAt: number, ttlMs: number): void;
-  deleteLease(id: string): void;
+  /** Ends a live lease (it is no longer held) and records its end event. */
+  endLease(lease: LeaseRecord, end: LeaseEnd): void;
   /** True when `id` belonged to a lease that has ended (so a renew says LEASE_LOST, not NOT_FOUND). */
   endedLease(id: string): boolean;
 
@@ -89,7 +102,7 @@ export interface TableState {
   /** The earliest store time at which a lease, a waiter or a delay falls due, or null. */
   nextDue(): number | null;
 
-  appendHistory(event: NewHistoryEvent): void;
+  /** Lease events, newest first: the `acquired` and end events recorded by `insertLease` and `endLease`. */
   history(query: HistoryQuery): HistoryEvent[];
 
   /** Live leases and waiters with a key starting with `prefix` (all when empty), for `list`. */

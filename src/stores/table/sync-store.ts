@@ -2,6 +2,15 @@
  * A `LockStore` over a synchronous `TableState`: runs each operation of `operations.ts` inside the
  * store's transaction, publishes the changes after commit, and keeps a timer at the next due
  * expiry so that expiries hand off without anyone polling. Memory and SQLite build on it.
+ *
+ * Group commit (a backend with `savepoint`, SQLite on a file): the calls made during one turn of
+ * the event loop are queued and run at its end (`setImmediate`, no timer) in one write
+ * transaction, each in its own savepoint, so that one commit (one fsync with `synchronous=FULL`)
+ * serves all of them. Each call keeps its own outcome and error: a call that throws rolls back
+ * its savepoint only. Calls run in the order they were made (reads queued behind pending writes
+ * too), and their changes are published in that order after the commit. A failed commit fails
+ * every call of the batch with STORE_UNAVAILABLE. A lone caller waits for no one: its batch is
+ * itself, sent at the end of the turn it called in.
  */
 import { HoldfastError, StoreUnavailableError } from '../../model/errors.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../../model/types.js';
@@ -19,7 +28,22 @@ export interface SyncTableBackend {
   transact<T>(fn: () => T): T;
   /** Runs `fn` for reading. */
   read<T>(fn: () => T): T;
+  /**
+   * With group commit: runs `fn` inside the current `transact` as a savepoint, rolled back alone
+   * when it throws. Without (memory: nothing to commit), each call runs at once on its own.
+   */
+  savepoint?: (<T>(fn: () => T) => T) | undefined;
   close(): void;
+}
+
+/** A call waiting for the end of the turn. */
+interface Queued {
+  signal: AbortSignal | undefined;
+  /** A write (an operation of `operations.ts`) or a read. */
+  write: ((state: TableState) => ops.Result<unknown>) | null;
+  read: ((state: TableState) => unknown) | null;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
 }
 
 export class SyncTableStore implements LockStore {
@@ -29,16 +53,30 @@ export class SyncTableStore implements LockStore {
   #timer: NodeJS.Timeout | null = null;
   #timerAt = Infinity;
   #closed = false;
+  /** Calls of this turn, run together at its end (group commit only). */
+  #queue: Queued[] = [];
+  #flushing: NodeJS.Immediate | null = null;
 
   constructor(backend: SyncTableBackend) {
     this.#backend = backend;
     this.info = backend.info;
   }
 
-  /** Runs one operation, publishes its changes, re-arms the expiry timer. */
-  #run<T>(signal: AbortSignal | undefined, fn: (state: TableState) => ops.Result<T>): T {
-    if (this.#closed) throw new StoreUnavailableError('the store is closed');
-    signal?.throwIfAborted();
+  /** Runs one operation (now, or with group commit at the end of the turn) and answers its value. */
+  #run<T>(signal: AbortSignal | undefined, fn: (state: TableState) => ops.Result<T>): Promise<T> {
+    if (this.#backend.savepoint === undefined) {
+      try {
+        return Promise.resolve(this.#runNow(signal, fn));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return this.#enqueue(signal, fn as (state: TableState) => ops.Result<unknown>, null) as Promise<T>;
+  }
+
+  /** Runs one operation in its own transaction, publishes its changes, re-arms the expiry timer. */
+  #runNow<T>(signal: AbortSignal | undefined, fn: (state: TableState) => ops.Result<T>): T {
+    this.#check(signal);
     let result: ops.Result<T>;
     let due: number | null;
     try {
@@ -48,8 +86,7 @@ export class SyncTableStore implements LockStore {
         return [value, this.#backend.state.nextDue()] as const;
       });
     } catch (error) {
-      if (error instanceof HoldfastError) throw error;
-      throw new StoreUnavailableError(error instanceof Error ? error.message : String(error), { cause: error });
+      throw unavailable(error);
     }
     this.#publish(result.changes);
     this.#arm(due, result.now);
@@ -57,16 +94,83 @@ export class SyncTableStore implements LockStore {
     return result.value;
   }
 
-  #read<T>(signal: AbortSignal | undefined, fn: (state: TableState) => T): T {
-    if (this.#closed) throw new StoreUnavailableError('the store is closed');
-    signal?.throwIfAborted();
+  #read<T>(signal: AbortSignal | undefined, fn: (state: TableState) => T): Promise<T> {
+    // Behind writes of this turn that were called before it: answered in call order.
+    if (this.#queue.length > 0) return this.#enqueue(signal, null, fn) as Promise<T>;
     try {
-      return this.#backend.read(() => fn(this.#backend.state));
+      this.#check(signal);
+      return Promise.resolve(this.#backend.read(() => fn(this.#backend.state)));
     } catch (error) {
-      if (error instanceof HoldfastError) throw error;
-      throw new StoreUnavailableError(error instanceof Error ? error.message : String(error), { cause: error });
+      return Promise.reject(unavailable(error));
     }
   }
+
+  #check(signal: AbortSignal | undefined): void {
+    if (this.#closed) throw new StoreUnavailableError('the store is closed');
+    signal?.throwIfAborted();
+  }
+
+  #enqueue(
+    signal: AbortSignal | undefined, write: ((state: TableState) => ops.Result<unknown>) | null, read: ((state: TableState) => unknown) | null,
+  ): Promise<unknown> {
+    try {
+      this.#check(signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ signal, write, read, resolve, reject });
+      this.#flushing ??= setImmediate(this.#flush);
+    });
+  }
+
+  /** Runs the calls of the turn in one transaction, a savepoint each; then publishes and answers them in order. */
+  readonly #flush = (): void => {
+    this.#flushing = null;
+    const batch = this.#queue;
+    this.#queue = [];
+    const outcomes: Array<{ ok: true; value: unknown; result: ops.Result<unknown> | null } | { ok: false; error: unknown }> = [];
+    let due: number | null = null;
+    let now = 0;
+    try {
+      if (this.#closed) throw new StoreUnavailableError('the store is closed');
+      const savepoint = this.#backend.savepoint!;
+      const state = this.#backend.state;
+      due = this.#backend.transact(() => {
+        for (const call of batch) {
+          if (call.signal?.aborted) {
+            outcomes.push({ ok: false, error: call.signal.reason });
+            continue;
+          }
+          try {
+            if (call.write !== null) {
+              const result = savepoint(() => call.write!(state));
+              now = result.now;
+              outcomes.push({ ok: true, value: result.value, result });
+            } else {
+              outcomes.push({ ok: true, value: call.read!(state), result: null });
+            }
+          } catch (error) {
+            outcomes.push({ ok: false, error: unavailable(error) });
+          }
+        }
+        return state.nextDue();
+      });
+    } catch (error) {
+      // The commit (or the transaction's start) failed: nothing of the batch happened.
+      const failure = unavailable(error);
+      for (const call of batch) call.reject(failure);
+      return;
+    }
+    batch.forEach((call, i) => {
+      const outcome = outcomes[i]!;
+      if (!outcome.ok) return call.reject(outcome.error);
+      if (outcome.result !== null) this.#publish(outcome.result.changes);
+      if (outcome.result?.error) call.reject(outcome.result.error);
+      else call.resolve(outcome.value);
+    });
+    if (now > 0) this.#arm(due, now);
+  };
 
   #publish(changes: StoreChange[]): void {
     for (const change of changes) {
@@ -89,11 +193,8 @@ export class SyncTableStore implements LockStore {
     this.#timer = setTimeout(() => {
       this.#timer = null;
       this.#timerAt = Infinity;
-      try {
-        this.#run(undefined, (state) => ops.sweep(state));
-      } catch {
-        // Never throw from a timer; the next operation settles again.
-      }
+      // Never throw from a timer; the next operation settles again.
+      this.#run(undefined, (state) => ops.sweep(state)).catch(() => {});
     }, Math.min(Math.max(0, due - now) + 1, 2_147_000_000));
     this.#timer.unref();
   }
@@ -137,10 +238,21 @@ export class SyncTableStore implements LockStore {
   }
   async close(): Promise<void> {
     if (this.#closed) return;
+    // Calls already made are answered before the store closes.
+    if (this.#flushing !== null) {
+      clearImmediate(this.#flushing);
+      this.#flush();
+    }
     this.#closed = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     this.#listeners.clear();
     this.#backend.close();
   }
+}
+
+/** A database's failure as STORE_UNAVAILABLE (the store's own errors pass through). */
+function unavailable(error: unknown): unknown {
+  if (error instanceof HoldfastError) return error;
+  return new StoreUnavailableError(error instanceof Error ? error.message : String(error), { cause: error });
 }
