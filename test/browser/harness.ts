@@ -10,10 +10,11 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CLI_BIN, startCli, type Ran } from '../support/cli-process.js';
 import { chromium, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env['HOLDFAST_CHROMIUM'] || '/usr/bin/chromium';
-export const BIN = new URL('../../src/cli/main.js', import.meta.url).pathname;
+export const BIN = CLI_BIN;
 export const IMAGES = new URL('../../../docs/images/', import.meta.url).pathname;
 
 /** Flags without which chromium stalls on this closed network. */
@@ -77,27 +78,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type { Ran };
 
 /** Runs the holdfast CLI to its end; `.child` is the process (to kill one left waiting). */
 export function holdfast(args: string[], env: Record<string, string> = {}): Promise<Ran> & { child: ChildProcess } {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, HOLDFAST_STORE: '', HOLDFAST_SERVER: '', HOLDFAST_TOKEN: '', HOLDFAST_TOKENS: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Ran>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return Object.assign(done, { child });
+  const run = startCli(args, env);
+  return Object.assign(run.done, { child: run.child });
 }
 
 /** `holdfast serve` in a child process, on a fixed port so that a restart keeps the page's URL. */

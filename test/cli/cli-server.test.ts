@@ -4,33 +4,14 @@
  * the server's stream.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { openLocks, startServer, type Locks, type RunningServer } from '../../src/index.js';
+import { startCli, type CliProcess } from '../support/cli-process.js';
 
-const BIN = new URL('../../src/cli/main.js', import.meta.url).pathname;
 const TOKEN = 'cli-test-token-0123456789';
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function holdfast(args: string[], env: Record<string, string>): { child: ChildProcess; done: Promise<Ran>; stdout: () => string } {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, HOLDFAST_STORE: '', HOLDFAST_SERVER: '', HOLDFAST_TOKEN: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Ran>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return { child, done, stdout: () => stdout };
+function holdfast(args: string[], env: Record<string, string>): CliProcess {
+  return startCli(args, env);
 }
 
 describe('holdfast CLI through a server', () => {

@@ -4,36 +4,16 @@
  * tokens it refuses a non-loopback address.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { startCli, type CliProcess } from '../support/cli-process.js';
 
-const BIN = new URL('../../src/cli/main.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'holdfast-serve-'));
 
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function holdfast(args: string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Ran>; stderr: () => string } {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, HOLDFAST_STORE: '', HOLDFAST_HOST: '', HOLDFAST_PORT: '', HOLDFAST_TOKENS: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: dir,
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Ran>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return { child, done, stderr: () => stderr };
+function holdfast(args: string[], env: Record<string, string> = {}): CliProcess {
+  return startCli(args, env, dir);
 }
 
 async function servingUrl(stderr: () => string): Promise<string> {
