@@ -49,6 +49,8 @@ const SWEEP_BATCH = 100;
 const CHANGES_KEPT_MS = 60_000;
 const PRUNE_BATCH = 5000;
 const DEFAULT_HISTORY_PAGE = 100;
+/** How long a root stays "contended" after its lean path found something in the way. */
+const CONTENDED_MS = 1000;
 
 export class MysqlStore implements LockStore {
   readonly info: StoreInfo = { kind: 'mysql', durable: true, wakeups: 'complete' };
@@ -61,6 +63,8 @@ export class MysqlStore implements LockStore {
   readonly #pending = new Set<Promise<unknown>>();
   readonly #roots = new Map<string, string[]>();
   readonly #recent = new RecentIds(RECENT_GRANTS);
+  /** Roots whose lean path found something in the way, until when (performance.now()). */
+  readonly #contention = new Map<string, number>();
   /** Tickets of this object still queued, with the local time after which they are surely gone. */
   readonly #queued = new Map<string, number>();
   #ready: Promise<void> | null = null;
@@ -166,13 +170,28 @@ export class MysqlStore implements LockStore {
     return this.#track(run());
   }
 
-  /** A one-round-trip path: its answer published and the sweep timer re-armed, or null (take the full path). */
-  async #lean<T>(signal: AbortSignal | undefined, fn: () => Promise<LeanAnswer<T> | null>): Promise<LeanAnswer<T> | null> {
+  /**
+   * A one-round-trip path: its answer published and the sweep timer re-armed, or null (take the
+   * full path). A root whose lean path just found something in the way (waiters, holders) is
+   * "contended" for CONTENDED_MS: acquires and releases under it go straight to the full path,
+   * so a hand-off costs two round trips, not three.
+   */
+  async #lean<T>(signal: AbortSignal | undefined, roots: string[], fn: () => Promise<LeanAnswer<T> | null>): Promise<LeanAnswer<T> | null> {
     const answer = await this.#read(signal, fn);
-    if (answer === null) return null;
+    if (answer === null) {
+      const until = performance.now() + CONTENDED_MS;
+      for (const root of roots) this.#contention.set(root, until);
+      if (this.#contention.size > REMEMBERED) this.#contention.delete(this.#contention.keys().next().value!);
+      return null;
+    }
     if (answer.change !== null) this.#publish([answer.change]);
     this.#arm(answer.nextDue, answer.now);
     return answer;
+  }
+
+  #contended(roots: readonly string[]): boolean {
+    const now = performance.now();
+    return roots.some((root) => (this.#contention.get(root) ?? 0) > now);
   }
 
   #publish(changes: readonly StoreChange[]): void {
@@ -227,8 +246,8 @@ export class MysqlStore implements LockStore {
   async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
     const roots = rootsOf(request.resources);
     this.#remember(request.id, roots);
-    if (request.requestId === null) {
-      const lean = await this.#lean(options.signal, () => leanAcquire(this.#pool, request, roots));
+    if (request.requestId === null && !this.#contended(roots)) {
+      const lean = await this.#lean(options.signal, roots, () => leanAcquire(this.#pool, request, roots));
       if (lean !== null) return { status: 'granted', lease: lean.value, now: lean.now };
     }
     const { value, changeId } = await this.#write({
@@ -272,7 +291,7 @@ export class MysqlStore implements LockStore {
   async renew(leaseId: string, ttlMs: number, options: CallOptions = {}): Promise<RenewOutcome> {
     const roots = this.#roots.get(leaseId);
     if (roots !== undefined && roots.length > 0) {
-      const lean = await this.#lean(options.signal, () => leanRenew(this.#pool, leaseId, ttlMs, roots));
+      const lean = await this.#lean(options.signal, roots, () => leanRenew(this.#pool, leaseId, ttlMs, roots));
       if (lean !== null) return { ...lean.value, now: lean.now };
     }
     return (await this.#write(this.#byId(leaseId, true, (s) => ops.renew(s, leaseId, ttlMs)), options.signal)).value;
@@ -280,8 +299,8 @@ export class MysqlStore implements LockStore {
 
   async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
     const roots = this.#roots.get(leaseId);
-    if (roots !== undefined && roots.length > 0) {
-      const lean = await this.#lean(options.signal, () => leanRelease(this.#pool, leaseId, roots));
+    if (roots !== undefined && roots.length > 0 && !this.#contended(roots)) {
+      const lean = await this.#lean(options.signal, roots, () => leanRelease(this.#pool, leaseId, roots));
       if (lean !== null) return lean.value;
     }
     return (await this.#write(this.#byId(leaseId, false, (s) => ops.release(s, leaseId)), options.signal)).value;
