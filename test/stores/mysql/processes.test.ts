@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cloudronResources, TYPE_APP_TASK_PREFIX, TYPE_MAIL_SERVER_RESTART } from '../../../examples/cloudron-task-locks.js';
+import { openLocks } from '../../../src/index.js';
 import { createMysqlDatabase, mysqlAdmin, MYSQL_URL, sleep, type TestDatabase } from './helpers.js';
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -131,5 +133,33 @@ describe('mysql store: several processes', () => {
     const sorted = [...latencies].sort((x, y) => x - y);
     assert.ok(sorted[2]! < HAND_OFF_MS && sorted[4]! < 10 * HAND_OFF_MS, `hand-off latencies ${latencies.map((l) => l.toFixed(1)).join(', ')} ms`);
     await Promise.all([a.exit(), b.exit()]);
+  });
+
+  test('Cloudron: a task process killed with SIGKILL holding its locks is cleaned up by releaseOwner(taskId)', async () => {
+    const box = await openLocks(db.url, { owner: 'box', actor: 'box-taskmanager', storeOptions: { poolSize: 2 } });
+    try {
+      const task = start('task');
+      await task.next('ready');
+      // Like Cloudron's task: one lock per type, app_task_C and mail_restart.
+      for (const type of [`${TYPE_APP_TASK_PREFIX}C`, TYPE_MAIL_SERVER_RESTART]) {
+        task.send({ cmd: 'acquire', resources: cloudronResources(type).map((r) => ({ key: r.key })), owner: 'task-crashy' });
+        await task.next('granted');
+      }
+      const gone = new Promise((resolve) => task.process.once('exit', resolve));
+      task.process.kill('SIGKILL');
+      await gone;
+      assert.equal(await box.tryAcquire(cloudronResources(`${TYPE_APP_TASK_PREFIX}C`)), null, 'the dead task still holds its lock');
+      assert.equal(await box.releaseOwner('task-crashy'), 2);
+      const lease = await box.tryAcquire(cloudronResources(`${TYPE_APP_TASK_PREFIX}C`));
+      assert.ok(lease !== null, 'free after the cleanup');
+      await lease.release();
+      const history = await box.history({ owner: 'task-crashy', limit: 10 });
+      assert.deepEqual(history.filter((e) => e.type !== 'acquired').map((e) => [e.type, e.reason, e.by]), [
+        ['released', 'release-owner', 'box-taskmanager'],
+        ['released', 'release-owner', 'box-taskmanager'],
+      ]);
+    } finally {
+      await box.close();
+    }
   });
 });

@@ -1,6 +1,6 @@
 /**
  * A child process of processes.test.ts (compiled with the tests; not a test itself): one
- * `openLocks(url)` on the mysql store, driven by messages. `{ cmd: 'acquire', key, waitMs }`
+ * `openLocks(url)` on the mysql store, driven by messages. `{ cmd: 'acquire', key | resources, owner?, waitMs }`
  * answers `{ type: 'granted', fence, at }`, `{ cmd: 'release' }` answers `{ type: 'released',
  * released, before }`, `{ cmd: 'loop', key, iterations, file }` runs acquire / append `start
  * FENCE NAME` / pause / append `end FENCE NAME` / release and answers `{ type: 'done' }`, and
@@ -15,6 +15,9 @@ import type { MysqlStore } from '../../../src/stores/mysql/store.js';
 interface Command {
   cmd: 'acquire' | 'release' | 'loop' | 'exit';
   key?: string;
+  /** Instead of `key`: resources of the request, and its owner. */
+  resources?: Array<{ key: string }>;
+  owner?: string;
   waitMs?: number;
   iterations?: number;
   file?: string;
@@ -44,7 +47,8 @@ try {
     const command = queue.shift()!;
     if (command.cmd === 'exit') break;
     if (command.cmd === 'acquire') {
-      lease = await locks.acquire(command.key!, { waitMs: command.waitMs ?? 0, ttlMs: 30_000 });
+      const options = { waitMs: command.waitMs ?? 0, ttlMs: 30_000, ...(command.owner === undefined ? {} : { owner: command.owner }) };
+      lease = await locks.acquire(command.resources ?? command.key!, options);
       send({ type: 'granted', fence: lease.fence, at: clock() });
     } else if (command.cmd === 'release' && lease !== null) {
       const before = clock();
