@@ -97,6 +97,7 @@ export async function leanAcquire(pool: Pool, request: LockRequest, roots: strin
       request.lockDelayMs, request.ttlMs, ...heldValues, ...heldValues, ...heldValues,
     ]],
     [`SET @hf_fence = IF(ROW_COUNT() = 1, LAST_INSERT_ID(), NULL)`, []],
+    [`${sql.BUMP_VERSIONS} AND @hf_fence IS NOT NULL`, [roots]],
     [`INSERT INTO hf_lease_keys (k, root, fence) SELECT v.k, v.root, @hf_fence FROM (${rows}) v WHERE @hf_fence IS NOT NULL`,
       request.resources.flatMap((r) => [r.key, rootOf(r.key)])],
     [`SELECT @hf_fence AS fence, @hf_now AS now`, []],
@@ -127,6 +128,7 @@ export async function leanRelease(pool: Pool, id: string, roots: string[]): Prom
                OR (lk.k > CONCAT(wk.k, '/') AND lk.k < CONCAT(wk.k, '0')))
           WHERE lk.fence = l.fence)
       INTO @hf_fence`, [id, roots]],
+    [`${sql.BUMP_VERSIONS} AND @hf_fence IS NOT NULL`, [roots]],
     [`UPDATE hf_leases SET ended_at = @hf_now, end_type = 'released', end_reason = 'release', ended_by = owner WHERE fence = @hf_fence`, []],
     [`DELETE FROM hf_lease_keys WHERE fence = @hf_fence`, []],
     [`SELECT @hf_now AS now, l.fence, l.owner, l.resources FROM (SELECT 1) one LEFT JOIN hf_leases l ON l.fence = @hf_fence`, []],
@@ -152,13 +154,14 @@ export async function leanRenew(pool: Pool, id: string, ttlMs: number, roots: st
     ...prefix(roots, false),
     [`UPDATE hf_leases SET expires_at = @hf_now + ?, ttl_ms = ? WHERE id = ? AND ended_at IS NULL AND expires_at > @hf_now`, [ttlMs, ttlMs, id]],
     [`SELECT ROW_COUNT() AS n, @hf_now AS now`, []],
+    [sql.BUMP_VERSIONS, [roots]],
     [sql.LEASES_BY_ID, [[id]]],
     [sql.NEXT_DUE, []],
     [sql.COMMIT, []],
   ];
   const results = await run(pool, statements);
   if (results === null) return null;
-  const answer = (results[results.length - 4] as Row[])[0]!;
+  const answer = (results[results.length - 5] as Row[])[0]!;
   const row = (results[results.length - 3] as RowDataPacket[])[0] as Row | undefined;
   const now = Number(answer['now']);
   const nextDue = nextDueOf(results[results.length - 2]);

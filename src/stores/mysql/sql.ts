@@ -15,8 +15,24 @@ export const READ_COMMITTED = `SET TRANSACTION ISOLATION LEVEL READ COMMITTED`;
 /** Inputs: roots (a list). Outputs: none. Autocommitted, before the transaction: creates missing root rows. */
 export const ENSURE_ROOTS = `INSERT IGNORE INTO hf_roots (root) VALUES ?`;
 
-/** Inputs: roots (a list). Outputs: the roots. Locks their rows until commit, in index (sorted) order. */
-export const LOCK_ROOTS = `SELECT root FROM hf_roots WHERE root IN (?) ORDER BY root FOR UPDATE`;
+/** Inputs: roots (a list). Outputs: `root`, `version`. Locks their rows until commit, in index (sorted) order. */
+export const LOCK_ROOTS = `SELECT root, version FROM hf_roots WHERE root IN (?) ORDER BY root FOR UPDATE`;
+
+/** Inputs: roots (a list). Outputs: `root`, `version`, read without locks (an optimistic operation's batch 1). */
+export const ROOT_VERSIONS = `SELECT root, version FROM hf_roots WHERE root IN (?)`;
+
+/**
+ * Inputs: root, version for each of `n` roots, then n. Outputs: 1, or the error 1242 ("Subquery
+ * returns more than 1 row", which stops the batch before its COMMIT) when a root's version is not
+ * the one read: another operation wrote under it since.
+ */
+export function checkVersions(n: number): string {
+  const match = Array.from({ length: n }, () => '(root = ? AND version = ?)').join(' OR ');
+  return `SELECT IF((SELECT COUNT(*) FROM hf_roots WHERE ${match}) = ?, 1, (SELECT 1 UNION ALL SELECT 2)) AS ok`;
+}
+
+/** Inputs: roots (a list). Outputs: none. Run by every write under the roots, with their locks held. */
+export const BUMP_VERSIONS = `UPDATE hf_roots SET version = version + 1 WHERE root IN (?)`;
 
 /**
  * Inputs: none. Outputs: `now` (the database clock, read after the locks; SYSDATE is not moved by

@@ -1,23 +1,31 @@
 /**
- * One operation of the `mysql://` store as one READ COMMITTED transaction in two batches (two
- * round trips when uncontended; mysql2 sends each batch as one multi-statement query):
+ * One full operation of the `mysql://` store (the paths of lean.ts could not decide it) in two
+ * batches, each one multi-statement query of mysql2:
  *
- *   1. lock the roots of the operation's keys (hf_roots rows, FOR UPDATE, sorted), read the
- *      database clock after the locks, then every live row under those roots and the rows the
- *      operation looks up; the shared algorithm then runs on that snapshot, in this process;
- *   2. the snapshot's writes, the next due time, COMMIT.
+ *   1. read the versions of the roots of the operation's keys (hf_roots), then the database clock,
+ *      every live row under those roots and the rows the operation looks up; the shared
+ *      algorithm then runs on that snapshot, in this process;
+ *   2. in one READ COMMITTED transaction: lock the roots (FOR UPDATE, in sorted order), check
+ *      that their versions are still the ones read (else the batch stops with an error, rolls
+ *      back and the operation runs again from 1), bump them, the snapshot's writes, the next due
+ *      time, COMMIT.
  *
- * An operation that finds it needs more roots (`NeedRoots`: a waiter it would grant also holds
- * keys elsewhere, a lease looked up by id) rolls back and runs again locking all of them, in
- * sorted order; operations never lock out of order, so they never deadlock each other. A
- * deadlock or lock-wait timeout the database reports anyway (its own internal locks) is rolled
- * back explicitly and retried here, never surfaced.
+ * So no lock is held while this process thinks: a client paused between the batches (a GC
+ * pause, SIGSTOP) blocks nobody. Every write under a root, here and in lean.ts, bumps its
+ * version inside the transaction that holds its lock, so a snapshot that committed is exactly
+ * what a locked read would have seen (per root, serializable). After OPTIMISTIC_ATTEMPTS
+ * conflicts in a row the operation takes the locks in batch 1 instead and holds them to its
+ * commit, so a busy root can't starve it. An operation that finds it needs more roots
+ * (`NeedRoots`: a waiter it would grant also holds keys elsewhere, a lease looked up by id) runs
+ * again with all of them; locks are always taken in sorted order, so operations never deadlock
+ * each other. A deadlock or lock-wait timeout the database reports anyway is rolled back
+ * explicitly and retried here, never surfaced.
  */
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { StoreUnavailableError } from '../../model/errors.js';
 import type { LeaseRecord } from '../../model/types.js';
 import type { Result } from '../table/operations.js';
-import { isFatal, isRetryable, toDelay, toHoldfastError, toLease, toWaiter, type Row } from './convert.js';
+import { isFatal, isRetryable, text, toDelay, toHoldfastError, toLease, toWaiter, type Row } from './convert.js';
 import { NeedRoots, rootOf, SnapshotState, type Loaded, type Write } from './snapshot.js';
 import * as sql from './sql.js';
 
@@ -55,6 +63,14 @@ async function batch(connection: PoolConnection, statements: Statement[]): Promi
 
 const rows = (result: unknown): Row[] => result as RowDataPacket[] as Row[];
 
+/** Optimistic attempts (versions checked at commit) before an operation holds its locks throughout. */
+const OPTIMISTIC_ATTEMPTS = 3;
+
+/** The versions read in batch 1 changed before batch 2 locked them (the check's error, 1242). */
+function isConflict(error: unknown): boolean {
+  return (error as { errno?: unknown } | null)?.errno === 1242;
+}
+
 export interface TransactionOptions {
   maxAttempts: number;
   origin: string;
@@ -73,6 +89,7 @@ export class Transactions {
 
   async run<T>(spec: OperationSpec<T>, signal: AbortSignal | undefined): Promise<Outcome<T>> {
     const roots = new Set(spec.roots);
+    let conflicts = 0;
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
       let connection: PoolConnection;
@@ -83,11 +100,12 @@ export class Transactions {
       }
       let open = false;
       let healthy = true;
+      const locking = conflicts >= OPTIMISTIC_ATTEMPTS;
       try {
         for (;;) {
           const sorted = [...roots].sort();
-          open = true;
-          const loaded = await this.#load(connection, sorted, spec);
+          open = locking;
+          const loaded = await this.#load(connection, sorted, spec, locking);
           const state = new SnapshotState(loaded.loaded);
           let result: Result<T>;
           try {
@@ -95,30 +113,37 @@ export class Transactions {
           } catch (error) {
             if (!(error instanceof NeedRoots)) throw error;
             for (const root of error.roots) roots.add(root);
-            await connection.query(sql.ROLLBACK);
+            if (locking) await connection.query(sql.ROLLBACK);
             open = false;
             continue;
           }
           if (state.writes.length === 0) {
-            open = false;
-            this.#commitLater(connection);
-            connection = null as unknown as PoolConnection; // released by #commitLater
+            if (locking) {
+              open = false;
+              this.#commitLater(connection);
+              connection = null as unknown as PoolConnection; // released by #commitLater
+            }
             return { result, nextDue: undefined, changeId: loaded.changeId };
           }
-          const nextDue = await this.#write(connection, state.writes, result, loaded.loaded.now);
+          open = true;
+          const nextDue = await this.#write(connection, sorted, locking ? null : loaded.versions, state.writes, result, loaded.loaded.now);
           open = false;
           return { result, nextDue, changeId: loaded.changeId };
         }
       } catch (error) {
         if (isFatal(error)) healthy = false;
         if (open && healthy) await connection!.query(sql.ROLLBACK).catch(() => (healthy = false));
+        if (isConflict(error) && attempt < this.#options.maxAttempts) {
+          conflicts++;
+          continue;
+        }
         if (isRetryable(error) && attempt < this.#options.maxAttempts) {
           await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 * attempt)));
           continue;
         }
         if (isFatal(error) && spec.idempotent && attempt === 1) continue;
-        if (isRetryable(error)) {
-          throw new StoreUnavailableError(`MySQL rolled the operation back ${attempt} times (deadlocks or lock-wait timeouts)`, { cause: error });
+        if (isRetryable(error) || isConflict(error)) {
+          throw new StoreUnavailableError(`MySQL: the operation conflicted or was rolled back ${attempt} times`, { cause: error });
         }
         throw toHoldfastError(error);
       } finally {
@@ -139,16 +164,18 @@ export class Transactions {
     void done.finally(() => this.pending.delete(done));
   }
 
-  async #load<T>(connection: PoolConnection, roots: string[], spec: OperationSpec<T>): Promise<{ loaded: Loaded; changeId: number }> {
+  async #load<T>(
+    connection: PoolConnection, roots: string[], spec: OperationSpec<T>, locking: boolean,
+  ): Promise<{ loaded: Loaded; changeId: number; versions: Map<string, number> }> {
     const statements: Statement[] = [[sql.SESSION, []]];
     if (roots.length > 0) statements.push([sql.ENSURE_ROOTS, [roots.map((r) => [r])]]);
-    statements.push([sql.READ_COMMITTED, []], ['START TRANSACTION', []]);
+    if (locking) statements.push([sql.READ_COMMITTED, []], ['START TRANSACTION', []]);
     const at: Record<string, number> = {};
     const add = (name: string, statement: Statement): void => {
       at[name] = statements.length;
       statements.push(statement);
     };
-    if (roots.length > 0) add('lock', [sql.LOCK_ROOTS, [roots]]);
+    if (roots.length > 0) add('versions', [locking ? sql.LOCK_ROOTS : sql.ROOT_VERSIONS, [roots]]);
     add('now', [sql.NOW, []]);
     if (roots.length > 0) {
       add('leases', [sql.LEASES_UNDER, [roots]]);
@@ -185,7 +212,9 @@ export class Transactions {
       if (!waiters.has(waiter.id)) waiters.set(waiter.id, waiter);
     }
     const waiterRow = get('waiterRequest')[0];
+    const versions = new Map(get('versions').map((row) => [text(row['root']), Number(row['version'])]));
     return {
+      versions,
       loaded: {
         now: Number(now['now']),
         locked: new Set(roots),
@@ -201,9 +230,23 @@ export class Transactions {
     };
   }
 
-  /** Sends the writes, reads the next due time, commits; then gives the inserted leases their fences. */
-  async #write<T>(connection: PoolConnection, writes: Write[], result: Result<T>, now: number): Promise<number | null> {
+  /**
+   * Sends the writes, reads the next due time, commits; then gives the inserted leases their
+   * fences. With `versions` (optimistic), the transaction starts here: lock, check, bump.
+   */
+  async #write<T>(
+    connection: PoolConnection, roots: string[], versions: Map<string, number> | null, writes: Write[], result: Result<T>, now: number,
+  ): Promise<number | null> {
     const statements: Statement[] = [[sql.SESSION, []]];
+    if (versions !== null) {
+      statements.push([sql.READ_COMMITTED, []], ['START TRANSACTION', []]);
+      if (roots.length > 0) {
+        statements.push([sql.LOCK_ROOTS, [roots]]);
+        const pairs = roots.map((root) => [root, versions.get(root) ?? -1]);
+        statements.push([sql.checkVersions(roots.length), [...pairs.flat(), roots.length]]);
+      }
+    }
+    if (roots.length > 0) statements.push([sql.BUMP_VERSIONS, [roots]]);
     const inserted: Array<{ index: number; lease: LeaseRecord }> = [];
     for (const w of writes) {
       switch (w.kind) {

@@ -11,8 +11,11 @@
 -- Keys, owners and ids are VARBINARY: byte-wise comparison, no padding, no case folding.
 -- Times are integer milliseconds since the epoch by the database clock (SYSDATE(6), UTC).
 
+-- `version` counts the writes under a root: an operation that read without locks commits only
+-- if the versions it read are unchanged (transaction.ts).
 CREATE TABLE hf_roots (
-  root VARBINARY(512) NOT NULL,
+  root    VARBINARY(512) NOT NULL,
+  version BIGINT NOT NULL DEFAULT 0,
   PRIMARY KEY (root)
 ) ENGINE=InnoDB;
 
