@@ -18,7 +18,7 @@
  * `HOLDFAST_CONFORMANCE_STORES` (comma-separated kinds or URLs: `memory,sqlite`,
  * `postgres://127.0.0.1/test`) narrows the matrix; by default it is memory, sqlite, postgres
  * (at `HOLDFAST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`),
- * postgres+pgbouncer, http+memory and http+sqlite. A store of the
+ * postgres+pgbouncer, mysql (at `HOLDFAST_MYSQL_URL`), http+memory and http+sqlite. A store of the
  * matrix that `openLocks` cannot open (for example an unregistered scheme) fails its tests; it is
  * never skipped.
  *
@@ -73,7 +73,7 @@ function entryOf(spec: string): StoreEntry {
 /** The stores to run against, from `HOLDFAST_CONFORMANCE_STORES` or the default five. */
 export function storeMatrix(): StoreEntry[] {
   const raw = process.env['HOLDFAST_CONFORMANCE_STORES'];
-  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'postgres+pgbouncer', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'postgres+pgbouncer', 'mysql', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
   return specs.map(entryOf);
 }
 
