@@ -27,7 +27,7 @@ export interface Row {
 }
 
 export type Profile = 'full' | 'quick' | 'smoke';
-export type StoreKind = 'memory' | 'sqlite' | 'postgres';
+export type StoreKind = 'memory' | 'sqlite' | 'postgres' | 'mysql';
 
 export interface BenchContext {
   readonly profile: Profile;

@@ -8,6 +8,7 @@ import { contentionSuite } from './suites/contention.js';
 import { handoffSuite } from './suites/handoff.js';
 import { httpSuite } from './suites/http.js';
 import { memorySuite } from './suites/memory.js';
+import { mysqlSuite } from './suites/mysql.js';
 import { postgresSuite } from './suites/postgres.js';
 import { scaleSuite } from './suites/scale.js';
 import { sqliteSuite } from './suites/sqlite.js';
@@ -16,6 +17,7 @@ export const SUITES = {
   memory: memorySuite,
   sqlite: sqliteSuite,
   postgres: postgresSuite,
+  mysql: mysqlSuite,
   handoff: handoffSuite,
   contention: contentionSuite,
   scale: scaleSuite,
@@ -24,7 +26,7 @@ export const SUITES = {
 
 export type SuiteName = keyof typeof SUITES;
 export const SUITE_NAMES = Object.keys(SUITES) as SuiteName[];
-export const STORE_KINDS: readonly StoreKind[] = ['memory', 'sqlite', 'postgres'];
+export const STORE_KINDS: readonly StoreKind[] = ['memory', 'sqlite', 'postgres', 'mysql'];
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test';
 
 export interface RunOptions {

@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { openMysqlTarget } from './mysql-target.js';
 import { openLocks, openStore, type Locks, type LocksOptions, type LockStore } from '../src/index.js';
 import { CallCounter, CountingStore, countingPool, type CountingOptions } from './counting.js';
 import { SkipError, type BenchContext, type StoreKind } from './harness.js';
@@ -156,6 +157,8 @@ export async function openTarget(ctx: BenchContext, kind: StoreKind, options: Ta
       },
     };
   }
+
+  if (kind === 'mysql') return openMysqlTarget(track, closeAll, { kind, calls, takeDown }, options.poolSize ?? POOL_SIZE);
 
   const url = ctx.postgresUrl;
   ctx.rec.meta['postgres'] ??= await postgresVersion(url);

@@ -31,7 +31,7 @@ const USAGE = `Usage: npm run faults -- --store URL [--duration 60s] [--workers 
          [--nemesis kill,pause,restart-store,drop-connections] [--seed N] [--ttl 2s]
          [--interval 1.5s] [--register postgres://...] [--server-store URL] [--keep]
 
-  --store URL        sqlite:PATH | postgres://...[?schema=S] | http://HOST[:PORT] (a server the harness runs)
+  --store URL        sqlite:PATH | postgres://...[?schema=S] | mysql://.../DB | http://HOST[:PORT] (a server the harness runs)
   --nemesis LIST     comma-separated, or "none"; default all that apply to the store
   --register URL     the Postgres database of the fenced register (default ${DEFAULT_REGISTER_URL},
                      or env HOLDFAST_FAULTS_REGISTER_URL)

@@ -8,6 +8,12 @@
  *                    immediate`), the URL's host ignored; otherwise the URL as given. The schema is
  *                    the URL's `?schema=` or a fresh one (dropped at the end). `drop-connections`:
  *                    `pg_terminate_backend` of the workers' connections by `application_name`.
+ *   mysql://.../DB   with `restart-store`: a private MariaDB server of the harness (`kill -9` of
+ *                    mariadbd, then started again on the same data), the URL's host ignored;
+ *                    otherwise the URL's server. The database is a fresh `hf_faults_<run>`
+ *                    (dropped at the end). `drop-connections`: `KILL` of every connection to that
+ *                    database (MySQL can't tell one worker's connections from another's, so a
+ *                    worker's drop drops the run's).
  *   http://H[:P]     a `holdfast serve` child of the harness on that address (port 0 or none: a
  *                    free one) over `serverStore` (default: a temporary SQLite file).
  *                    `restart-store` restarts the server (SIGKILL, then start again on the same
@@ -20,6 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { PrivateCluster, clusterUnavailable, freePort } from './cluster.js';
+import { mysqlStack } from './mysql-stack.js';
 
 export interface StackOptions {
   runId: string;
@@ -32,7 +39,7 @@ export interface StackOptions {
 }
 
 export interface Stack {
-  kind: 'sqlite' | 'postgres' | 'http';
+  kind: 'sqlite' | 'postgres' | 'mysql' | 'http';
   /** What the workers open. */
   url: string;
   /** A line saying what runs where. */
@@ -186,6 +193,7 @@ async function httpStack(url: string, options: StackOptions): Promise<Stack> {
 export async function openStack(url: string, options: StackOptions): Promise<Stack> {
   if (/^sqlite:/i.test(url)) return sqliteStack(url);
   if (/^postgres(ql)?:\/\//i.test(url)) return postgresStack(url, options);
+  if (/^(mysql|mariadb):\/\//i.test(url)) return mysqlStack(url, options);
   if (/^http:\/\//i.test(url)) return httpStack(url, options);
-  throw new Error(`--store: expected sqlite:PATH, postgres://... or http://HOST[:PORT], got ${JSON.stringify(url)}`);
+  throw new Error(`--store: expected sqlite:PATH, postgres://..., mysql://... or http://HOST[:PORT], got ${JSON.stringify(url)}`);
 }

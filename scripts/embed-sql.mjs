@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Compiles the PostgreSQL store's migrations (src/stores/postgres/migrations/NNN_name.sql) into
-// the committed module src/stores/postgres/migrations.generated.ts, so the built package needs no
+// Compiles the SQL stores' migrations (src/stores/{postgres,mysql}/migrations/NNN_name.sql) into
+// the committed modules src/stores/<store>/migrations.generated.ts, so the built package needs no
 // SQL files at run time. Run it after editing a migration (`npm run embed-sql`); `--check` exits 1
 // when the module is out of date (a test runs it).
 import { createHash } from 'node:crypto';
@@ -8,11 +8,11 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const dir = join(root, 'src', 'stores', 'postgres', 'migrations');
-const target = join(root, 'src', 'stores', 'postgres', 'migrations.generated.ts');
+const STORES = ['postgres', 'mysql'];
 const NAME = /^(\d{3})_([a-z0-9_]+)\.sql$/;
 
-export function render() {
+export function render(store = 'postgres') {
+  const dir = join(root, 'src', 'stores', store, 'migrations');
   const files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
   const migrations = files.map((file, index) => {
     const match = NAME.exec(file);
@@ -27,7 +27,7 @@ export function render() {
     .map((m) => `  {\n    version: ${m.version},\n    name: ${JSON.stringify(m.name)},\n    checksum: ${JSON.stringify(m.checksum)},\n    sql: ${JSON.stringify(m.sql)},\n  },\n`)
     .join('');
   return `// GENERATED FILE, do not edit: \`node scripts/embed-sql.mjs\` writes it from
-// src/stores/postgres/migrations/*.sql (edit those, then run the script).
+// src/stores/${store}/migrations/*.sql (edit those, then run the script).
 
 export interface Migration {
   /** The NNN of the file name: applied in this order, recorded in the schema's \`migrations\` table. */
@@ -44,19 +44,22 @@ ${entries}]);
 }
 
 const check = process.argv.includes('--check');
-const text = render();
-let current = null;
-try {
-  current = readFileSync(target, 'utf8');
-} catch {
-  current = null;
-}
-if (check) {
-  if (current !== text) {
-    console.error(`${target} is out of date: run node scripts/embed-sql.mjs`);
-    process.exit(1);
+for (const store of STORES) {
+  const target = join(root, 'src', 'stores', store, 'migrations.generated.ts');
+  const text = render(store);
+  let current = null;
+  try {
+    current = readFileSync(target, 'utf8');
+  } catch {
+    current = null;
   }
-} else if (current !== text) {
-  writeFileSync(target, text);
-  console.log(`wrote ${target}`);
+  if (check) {
+    if (current !== text) {
+      console.error(`${target} is out of date: run node scripts/embed-sql.mjs`);
+      process.exitCode = 1;
+    }
+  } else if (current !== text) {
+    writeFileSync(target, text);
+    console.log(`wrote ${target}`);
+  }
 }

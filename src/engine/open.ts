@@ -3,6 +3,7 @@
  *   memory:                 in-process, not durable
  *   sqlite:PATH             embedded, durable (`sqlite::memory:` for a throwaway database)
  *   postgres://...          PostgreSQL (also postgresql://; `?schema=NAME`, default holdfast)
+ *   mysql://.../database    MySQL or MariaDB (also mariadb://)
  *   http(s)://host:port     a holdfast server
  * Store modules load on demand, so a store's driver is only required when that store is used.
  */
@@ -48,6 +49,14 @@ const openPostgres: StoreOpener = async (url, options) => {
 };
 registerStore('postgres', openPostgres);
 registerStore('postgresql', openPostgres);
+
+/** `mysql://user@host:3306/database` (also `mariadb://`): MySQL 8.0 or MariaDB 10.11. */
+const openMysql: StoreOpener = async (url, options) => {
+  const { createMysqlStore } = await import('../stores/mysql/store.js');
+  return createMysqlStore(url, options);
+};
+registerStore('mysql', openMysql);
+registerStore('mariadb', openMysql);
 
 /** `http(s)://host:port`: the library through a holdfast server. */
 const openHttp: StoreOpener = async (url, options) => {

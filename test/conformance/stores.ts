@@ -9,6 +9,8 @@
  *              the same through a PgBouncer in transaction pooling mode (4 server connections
  *              shared by every object of the test file; LISTEN goes to the server directly, as
  *              `listenUrl` lets a deployment do), started once per test file
+ *   mysql      a new database `hf_conf_<random>`, dropped afterwards (mysql-backend.ts; `mysql` alone
+ *              means `HOLDFAST_MYSQL_URL`, default mysql://root@127.0.0.1:3306/test)
  *   http+memory, http+sqlite
  *              a holdfast server (`buildServer`, on an ephemeral port of 127.0.0.1) over a new
  *              memory store or a new SQLite file; the `Locks` objects talk to it over HTTP
@@ -16,7 +18,7 @@
  * `HOLDFAST_CONFORMANCE_STORES` (comma-separated kinds or URLs: `memory,sqlite`,
  * `postgres://127.0.0.1/test`) narrows the matrix; by default it is memory, sqlite, postgres
  * (at `HOLDFAST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`),
- * postgres+pgbouncer, http+memory and http+sqlite. A store of the
+ * postgres+pgbouncer, mysql (at `HOLDFAST_MYSQL_URL`), http+memory and http+sqlite. A store of the
  * matrix that `openLocks` cannot open (for example an unregistered scheme) fails its tests; it is
  * never skipped.
  *
@@ -31,6 +33,7 @@ import { after, afterEach, beforeEach, describe } from 'node:test';
 import { buildServer, openLocks, openStore, type Locks, type LocksOptions, type LockStore } from '../../src/index.js';
 import { startPgBouncer, type PgBouncer } from '../stores/postgres/pgbouncer.js';
 import { ForwardingStore } from './forwarding-store.js';
+import { DEFAULT_MYSQL_URL, mysqlBackend } from './mysql-backend.js';
 
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -58,6 +61,10 @@ function entryOf(spec: string): StoreEntry {
   if (lower === 'postgres' || lower === 'postgresql') return { kind: 'postgres', url: postgresUrl, label: 'postgres', durable: true };
   if (lower.startsWith('postgres://') || lower.startsWith('postgresql://')) return { kind: 'postgres', url: spec, label: 'postgres', durable: true };
   if (lower === 'postgres+pgbouncer') return { kind: 'postgres', url: postgresUrl, label: 'postgres+pgbouncer', durable: true };
+  if (lower === 'mysql' || lower === 'mariadb') {
+    return { kind: 'mysql', url: process.env['HOLDFAST_MYSQL_URL'] || DEFAULT_MYSQL_URL, label: 'mysql', durable: true };
+  }
+  if (lower.startsWith('mysql://') || lower.startsWith('mariadb://')) return { kind: 'mysql', url: spec, label: 'mysql', durable: true };
   if (lower === 'http+memory' || lower === 'http+sqlite') return { kind: 'http', url: lower, label: lower, durable: lower === 'http+sqlite' };
   const kind = /^([a-z][a-z0-9+.-]*)(:|$)/i.exec(spec)?.[1]?.toLowerCase() ?? spec;
   return { kind, url: spec, label: kind, durable: DURABLE.has(kind) };
@@ -66,7 +73,7 @@ function entryOf(spec: string): StoreEntry {
 /** The stores to run against, from `HOLDFAST_CONFORMANCE_STORES` or the default five. */
 export function storeMatrix(): StoreEntry[] {
   const raw = process.env['HOLDFAST_CONFORMANCE_STORES'];
-  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'postgres+pgbouncer', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'postgres+pgbouncer', 'mysql', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
   return specs.map(entryOf);
 }
 
@@ -244,6 +251,8 @@ async function openBackend(entry: StoreEntry): Promise<Backend> {
         return await sqliteBackend();
       case 'postgres':
         return entry.label === 'postgres+pgbouncer' ? await pgbouncerBackend(entry.url) : await postgresBackend(entry.url);
+      case 'mysql':
+        return await mysqlBackend(entry.url, (store) => new OnceClosingStore(store));
       case 'http':
         return await httpBackend(entry.url === 'http+sqlite' ? 'sqlite' : 'memory');
       default:

@@ -1,0 +1,15 @@
+/** Checks of store and server options, naming the field: ``Expected `options.poolSize` to be an integer 1..1000``. */
+import { typeName } from './duration.js';
+import { InvalidRequestError } from './errors.js';
+
+export function integerIn(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidRequestError(field, `expected an integer ${min}..${max}, got ${typeName(value)}`);
+  }
+  return value;
+}
+
+export function booleanOption(value: unknown, field: string): boolean {
+  if (typeof value !== 'boolean') throw new InvalidRequestError(field, `expected true or false, got ${typeName(value)}`);
+  return value;
+}

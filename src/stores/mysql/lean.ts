@@ -1,0 +1,174 @@
+/**
+ * The one-round-trip paths of the `mysql://` store, for the uncontended cases: one batch locks the
+ * roots (sorted, FOR UPDATE), reads the database clock after the locks, makes a write that is
+ * conditional on nothing being in the way, and commits. When something is in the way (a related
+ * lease, waiter or lock-delay; waiters to hand the keys to; an expired lease to settle) the batch
+ * changes nothing and answers null, and the store runs the full operation (transaction.ts).
+ *
+ *   acquire  grants when no lease, waiter or lock-delay row relates to any requested key (equal,
+ *            ancestor or descendant): then the full algorithm would grant too, with nothing to
+ *            settle on those keys. Requests with a requestId take the full path.
+ *   release  ends a live, unexpired lease none of whose keys has a related waiter.
+ *   renew    extends a live, unexpired lease.
+ */
+import type { Pool, PoolConnection, RowDataPacket } from 'mysql2/promise';
+import type { LeaseRecord, LockRequest } from '../../model/types.js';
+import type { StoreChange } from '../store.js';
+import { isFatal, toHoldfastError, toLease, type Row } from './convert.js';
+import { rootOf } from './snapshot.js';
+import * as sql from './sql.js';
+
+type Statement = [text: string, values: unknown[]];
+
+const NOW = `SET @hf_now = CAST(ROUND(UNIX_TIMESTAMP(SYSDATE(6)) * 1000) AS SIGNED), @hf_fence = NULL`;
+
+function selfAndAncestors(key: string): string[] {
+  const parts = key.split('/');
+  return parts.map((_, i) => parts.slice(0, parts.length - i).join('/'));
+}
+
+/** `column` relates to one of `keys`: equal, an ancestor, or a descendant (byte order: '0' follows '/'). */
+function related(keys: readonly string[], column: string): Statement {
+  const text = keys.map(() => `(${column} IN (?) OR (${column} > ? AND ${column} < ?))`).join(' OR ');
+  return [text, keys.flatMap((key) => [selfAndAncestors(key), `${key}/`, `${key}0`])];
+}
+
+function prefix(roots: string[], ensure: boolean): Statement[] {
+  return [
+    [sql.SESSION, []],
+    ...(ensure ? [[sql.ENSURE_ROOTS, [roots.map((r) => [r])]] as Statement] : []),
+    [sql.READ_COMMITTED, []],
+    ['START TRANSACTION', []],
+    [sql.LOCK_ROOTS, [roots]],
+    [NOW, []],
+  ];
+}
+
+export interface LeanAnswer<T> {
+  value: T;
+  change: StoreChange | null;
+  now: number;
+  nextDue: number | null;
+}
+
+/** Runs one batch on a pooled connection; rolls back (and answers null) on any failure but a dropped connection. */
+async function run(pool: Pool, statements: Statement[]): Promise<unknown[] | null> {
+  let connection: PoolConnection;
+  try {
+    connection = await pool.getConnection();
+  } catch (error) {
+    throw toHoldfastError(error);
+  }
+  let healthy = true;
+  try {
+    const [results] = await connection.query(statements.map(([t]) => t).join(';\n'), statements.flatMap(([, v]) => v));
+    return results as unknown as unknown[];
+  } catch (error) {
+    if (isFatal(error)) {
+      healthy = false;
+      throw toHoldfastError(error);
+    }
+    // A duplicate id, a deadlock, a lock-wait timeout: the full path decides (and retries).
+    await connection.query(sql.ROLLBACK).catch(() => (healthy = false));
+    return null;
+  } finally {
+    if (healthy) connection.release();
+    else connection.destroy();
+  }
+}
+
+function nextDueOf(result: unknown): number | null {
+  const next = (result as Row[])[0]?.['next_due'];
+  return next === undefined || next === null || BigInt(String(next)) >= sql.NO_DUE ? null : Number(next);
+}
+
+export async function leanAcquire(pool: Pool, request: LockRequest, roots: string[]): Promise<LeanAnswer<LeaseRecord> | null> {
+  const keys = request.resources.map((r) => r.key);
+  const [heldText, heldValues] = related(keys, 'k');
+  const rows = request.resources.map(() => 'SELECT ? AS k, ? AS root').join(' UNION ALL ');
+  const statements: Statement[] = [
+    ...prefix(roots, true),
+    [`INSERT INTO hf_leases (id, owner, request_id, resources, metadata, ttl_ms, lock_delay_ms, acquired_at, expires_at)
+      SELECT ?, ?, NULL, ?, ?, ?, ?, @hf_now, @hf_now + ? FROM DUAL
+      WHERE NOT EXISTS (SELECT 1 FROM hf_lease_keys WHERE ${heldText})
+        AND NOT EXISTS (SELECT 1 FROM hf_waiter_keys WHERE ${heldText})
+        AND NOT EXISTS (SELECT 1 FROM hf_delays WHERE ${heldText})`, [
+      request.id, request.owner, JSON.stringify(request.resources), JSON.stringify(request.metadata), request.ttlMs,
+      request.lockDelayMs, request.ttlMs, ...heldValues, ...heldValues, ...heldValues,
+    ]],
+    [`SET @hf_fence = IF(ROW_COUNT() = 1, LAST_INSERT_ID(), NULL)`, []],
+    [`${sql.BUMP_VERSIONS} AND @hf_fence IS NOT NULL`, [roots]],
+    [`INSERT INTO hf_lease_keys (k, root, fence) SELECT v.k, v.root, @hf_fence FROM (${rows}) v WHERE @hf_fence IS NOT NULL`,
+      request.resources.flatMap((r) => [r.key, rootOf(r.key)])],
+    [`SELECT @hf_fence AS fence, @hf_now AS now`, []],
+    [sql.NEXT_DUE, []],
+    [sql.COMMIT, []],
+  ];
+  const results = await run(pool, statements);
+  if (results === null) return null;
+  const answer = (results[results.length - 3] as Row[])[0]!;
+  if (answer['fence'] === null) return null;
+  const now = Number(answer['now']);
+  const lease: LeaseRecord = {
+    id: request.id, owner: request.owner, resources: request.resources, fence: Number(answer['fence']),
+    acquiredAt: now, expiresAt: now + request.ttlMs, ttlMs: request.ttlMs, requestId: null,
+    metadata: request.metadata, lockDelayMs: request.lockDelayMs,
+  };
+  const change: StoreChange = { type: 'acquired', owner: lease.owner, keys, fence: lease.fence, granted: [lease.id], at: now, expiresAt: lease.expiresAt };
+  return { value: lease, change, now, nextDue: nextDueOf(results[results.length - 2]) };
+}
+
+export async function leanRelease(pool: Pool, id: string, roots: string[]): Promise<LeanAnswer<true> | null> {
+  const statements: Statement[] = [
+    ...prefix(roots, false),
+    [`SELECT l.fence FROM hf_leases l WHERE l.id = ? AND l.ended_at IS NULL AND l.expires_at > @hf_now
+        AND NOT EXISTS (SELECT 1 FROM hf_lease_keys lk WHERE lk.fence = l.fence AND lk.root NOT IN (?))
+        AND NOT EXISTS (SELECT 1 FROM hf_lease_keys lk JOIN hf_waiter_keys wk ON wk.root = lk.root
+          AND (wk.k = lk.k OR (wk.k > CONCAT(lk.k, '/') AND wk.k < CONCAT(lk.k, '0'))
+               OR (lk.k > CONCAT(wk.k, '/') AND lk.k < CONCAT(wk.k, '0')))
+          WHERE lk.fence = l.fence)
+      INTO @hf_fence`, [id, roots]],
+    [`${sql.BUMP_VERSIONS} AND @hf_fence IS NOT NULL`, [roots]],
+    [`UPDATE hf_leases SET ended_at = @hf_now, end_type = 'released', end_reason = 'release', ended_by = owner WHERE fence = @hf_fence`, []],
+    [`DELETE FROM hf_lease_keys WHERE fence = @hf_fence`, []],
+    [`SELECT @hf_now AS now, l.fence, l.owner, l.resources FROM (SELECT 1) one LEFT JOIN hf_leases l ON l.fence = @hf_fence`, []],
+    [sql.NEXT_DUE, []],
+    [sql.COMMIT, []],
+  ];
+  const results = await run(pool, statements);
+  if (results === null) return null;
+  const answer = (results[results.length - 3] as Row[])[0]!;
+  if (answer['fence'] === null || answer['fence'] === undefined) return null;
+  const now = Number(answer['now']);
+  const lease = toLease({ ...answer, id, request_id: null, metadata: '{}', ttl_ms: 0, lock_delay_ms: 0, acquired_at: 0, expires_at: 0 });
+  const change: StoreChange = {
+    type: 'released', owner: lease.owner, keys: lease.resources.map((r) => r.key), fence: lease.fence, granted: [], at: now,
+  };
+  return { value: true, change, now, nextDue: nextDueOf(results[results.length - 2]) };
+}
+
+export type LeanRenew = { status: 'renewed'; lease: LeaseRecord } | { status: 'lost' } | { status: 'unknown' };
+
+export async function leanRenew(pool: Pool, id: string, ttlMs: number, roots: string[]): Promise<LeanAnswer<LeanRenew> | null> {
+  const statements: Statement[] = [
+    ...prefix(roots, false),
+    [`UPDATE hf_leases SET expires_at = @hf_now + ?, ttl_ms = ? WHERE id = ? AND ended_at IS NULL AND expires_at > @hf_now`, [ttlMs, ttlMs, id]],
+    [`SELECT ROW_COUNT() AS n, @hf_now AS now`, []],
+    [sql.BUMP_VERSIONS, [roots]],
+    [sql.LEASES_BY_ID, [[id]]],
+    [sql.NEXT_DUE, []],
+    [sql.COMMIT, []],
+  ];
+  const results = await run(pool, statements);
+  if (results === null) return null;
+  const answer = (results[results.length - 5] as Row[])[0]!;
+  const row = (results[results.length - 3] as RowDataPacket[])[0] as Row | undefined;
+  const now = Number(answer['now']);
+  const nextDue = nextDueOf(results[results.length - 2]);
+  let value: LeanRenew;
+  if (Number(answer['n']) === 1 && row !== undefined) value = { status: 'renewed', lease: toLease(row) };
+  else if (row === undefined) value = { status: 'unknown' };
+  else if (row['ended_at'] !== null) value = { status: 'lost' };
+  else return null; // live but expired: the full path settles it
+  return { value, change: null, now, nextDue };
+}
