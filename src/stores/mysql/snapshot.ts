@@ -14,7 +14,7 @@
  * replaces with the inserted ids.
  */
 import type { HistoryEvent, HistoryQuery, LeaseRecord, Resource } from '../../model/types.js';
-import type { DelayRow, HeldRow, NewHistoryEvent, TableState, WaiterRecord, WaitRow } from '../table/state.js';
+import type { DelayRow, HeldRow, LeaseEnd, TableState, WaiterRecord, WaitRow } from '../table/state.js';
 
 /** The root segment of a key: every key it conflicts with has the same one. */
 export function rootOf(key: string): string {
@@ -190,15 +190,15 @@ export class SnapshotState implements TableState {
     this.writes.push({ kind: 'set-expiry', fence: lease.fence, expiresAt, ttlMs });
   }
 
-  deleteLease(id: string): void {
-    const lease = this.#leases.get(id);
-    if (!lease) return;
+  endLease(lease: LeaseRecord, end: LeaseEnd): void {
+    if (!this.#leases.has(lease.id)) return;
     this.#requireFor(lease.resources);
-    this.#leases.delete(id);
-    this.#ended.add(id);
-    // The end's type, reason, by and time come with the history event that follows.
-    this.writes.push({ kind: 'end-lease', lease, type: 'released', reason: null, by: null, at: this.#now });
+    this.#leases.delete(lease.id);
+    this.#ended.add(lease.id);
+    // The lease row is its own history: the end is written into it.
+    this.writes.push({ kind: 'end-lease', lease, type: end.type, reason: end.reason, by: end.by, at: end.at });
   }
+
 
   endedLease(id: string): boolean {
     return this.#ended.has(id);
@@ -280,17 +280,6 @@ export class SnapshotState implements TableState {
   /** Answered by the database after the writes (the store replaces the value). */
   nextDue(): number | null {
     return null;
-  }
-
-  appendHistory(event: NewHistoryEvent): void {
-    if (event.type === 'acquired') return; // the lease row is its own acquired event
-    for (let i = this.writes.length - 1; i >= 0; i--) {
-      const write = this.writes[i]!;
-      if (write.kind === 'end-lease' && write.lease.id === event.leaseId) {
-        this.writes[i] = { ...write, type: event.type, reason: event.reason, by: event.by, at: event.at };
-        return;
-      }
-    }
   }
 
   history(_query: HistoryQuery): HistoryEvent[] {
