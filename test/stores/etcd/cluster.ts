@@ -168,6 +168,8 @@ export class EtcdCluster {
     const child = m.process;
     if (child === null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    // Waiting for the exit keeps the process alive (the member is unref'd otherwise).
+    child.ref();
     if (child.signalCode === null && child.exitCode === null) child.kill('SIGCONT');
     child.kill('SIGKILL');
     await exited;
