@@ -2,8 +2,8 @@
  * A private etcd cluster for tests, the conformance backend, the fault harness and the benchmark:
  * `size` members (3 by default) of the machine's `etcd` binary on free ports of 127.0.0.1, data
  * dirs in a temp dir (under /dev/shm when it exists, so fsync is cheap), started as child
- * processes. Members can be killed (SIGKILL), paused (SIGSTOP), resumed and restarted, so tests
- * and nemeses can take the leader away. `destroy()` kills every member and deletes the dir; a
+ * processes. Members can be killed (SIGKILL), paused (SIGSTOP), resumed and restarted, and (with
+ * `partitionable`) cut off from the others and healed, so tests and nemeses can take the leader away. `destroy()` kills every member and deletes the dir; a
  * process that exits without calling it still kills them (synchronously, on 'exit').
  *
  * Flags that holdfast needs from a deployment are set here as a deployment would set them
@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from '../postgres/cluster.js';
+import { PeerProxy } from './peer-proxy.js';
 
 export const ETCD_BIN = process.env['HOLDFAST_TEST_ETCD_BIN'] ?? '/usr/bin/etcd';
 
@@ -23,7 +24,11 @@ export interface Member {
   readonly name: string;
   readonly clientPort: number;
   readonly peerPort: number;
+  /** The peer port the other members dial: the member's proxy when the cluster is partitionable. */
+  readonly advertisedPeerPort: number;
   readonly dataDir: string;
+  /** The member's raft id in hex (as etcd's X-Server-From header names it), once known. */
+  id: string | null;
   process: ChildProcess | null;
   /** The last lines the member wrote (for failure messages). */
   log: string[];
@@ -36,9 +41,14 @@ export interface ClusterOptions {
   heartbeatMs?: number;
   /** Raft election timeout, ms. @default 500 */
   electionMs?: number;
+  /**
+   * Put every member's peer port behind a proxy of this process (peer-proxy.ts), so `cut()` can
+   * partition a member off. Costs a userspace hop on every raft message. @default false
+   */
+  partitionable?: boolean;
 }
 
-export const CLUSTER_DEFAULTS = Object.freeze({ size: 3, heartbeatMs: 50, electionMs: 500 });
+export const CLUSTER_DEFAULTS = Object.freeze({ size: 3, heartbeatMs: 50, electionMs: 500, partitionable: false });
 
 /** Why a private cluster cannot be made here, or null when it can. */
 export function clusterUnavailable(): string | null {
@@ -59,6 +69,9 @@ export class EtcdCluster {
   readonly dir: string;
   readonly members: Member[] = [];
   readonly #options: Required<ClusterOptions>;
+  readonly #proxies: PeerProxy[] = [];
+  /** Members cut off from the others (partitionable clusters). */
+  readonly #cut = new Set<Member>();
   #killOnExit = (): void => {
     for (const m of this.members) m.process?.kill('SIGKILL');
   };
@@ -78,10 +91,18 @@ export class EtcdCluster {
     try {
       for (let i = 0; i < cluster.#options.size; i++) {
         const name = `m${i}`;
-        cluster.members.push({ name, clientPort: await freePort(), peerPort: await freePort(), dataDir: join(cluster.dir, name), process: null, log: [] });
+        const peerPort = await freePort();
+        const advertisedPeerPort = cluster.#options.partitionable ? await freePort() : peerPort;
+        cluster.members.push({ name, clientPort: await freePort(), peerPort, advertisedPeerPort, dataDir: join(cluster.dir, name), id: null, process: null, log: [] });
+      }
+      if (cluster.#options.partitionable) {
+        for (const m of cluster.members) {
+          cluster.#proxies.push(await PeerProxy.start(m.advertisedPeerPort, m.peerPort, (sender) => cluster.#refuses(m, sender)));
+        }
       }
       for (const m of cluster.members) cluster.#spawn(m, 'new');
       await cluster.waitHealthy(30_000);
+      await cluster.#readIds();
       return cluster;
     } catch (error) {
       await cluster.destroy();
@@ -100,14 +121,14 @@ export class EtcdCluster {
   }
 
   #spawn(m: Member, state: 'new' | 'existing'): void {
-    const initialCluster = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peerPort}`).join(',');
+    const initialCluster = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.advertisedPeerPort}`).join(',');
     const args = [
       '--name', m.name,
       '--data-dir', m.dataDir,
       '--listen-client-urls', `http://127.0.0.1:${m.clientPort}`,
       '--advertise-client-urls', `http://127.0.0.1:${m.clientPort}`,
       '--listen-peer-urls', `http://127.0.0.1:${m.peerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${m.peerPort}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${m.advertisedPeerPort}`,
       '--initial-cluster', initialCluster,
       '--initial-cluster-state', state,
       '--initial-cluster-token', this.dir,
@@ -190,7 +211,36 @@ export class EtcdCluster {
     await this.waitHealthy(30_000, [m]);
   }
 
+  /** Learns each member's raft id (for the proxies, which see senders by id). */
+  async #readIds(): Promise<void> {
+    const answer = await fetch(`${this.endpoints[0]}/v3/cluster/member/list`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(5000) });
+    const body = (await answer.json()) as { members?: Array<{ ID?: string; name?: string }> };
+    for (const entry of body.members ?? []) {
+      const m = this.members.find((x) => x.name === entry.name);
+      if (m && entry.ID !== undefined) m.id = BigInt(entry.ID).toString(16);
+    }
+  }
+
+  #refuses(target: Member, sender: string | null): boolean {
+    if (this.#cut.has(target)) return true;
+    return sender !== null && [...this.#cut].some((m) => m.id === sender);
+  }
+
+  /** Partitions `m` off from the other members (partitionable clusters only): see peer-proxy.ts. */
+  cut(m: Member): void {
+    if (!this.#options.partitionable) throw new Error('cut() needs a cluster started with partitionable: true');
+    this.#cut.add(m);
+    for (const proxy of this.#proxies) proxy.enforce();
+  }
+
+  /** Ends the partition of `m`. */
+  heal(m: Member): void {
+    this.#cut.delete(m);
+  }
+
   async destroy(): Promise<void> {
+    this.#cut.clear();
+    await Promise.all(this.#proxies.splice(0).map((p) => p.close()));
     await Promise.all(this.members.map((m) => this.kill(m)));
     process.removeListener('exit', this.#killOnExit);
     rmSync(this.dir, { recursive: true, force: true });
