@@ -170,6 +170,26 @@ export class EtcdClient {
     return (raw.kvs ?? []).map(toKv);
   }
 
+  /** A linearizable range read sorted by create revision, newest first (0: no bound on it). */
+  async rangeByCreate(key: string, rangeEnd: string | Buffer, maxCreateRevision: number, signal?: AbortSignal): Promise<KeyValue[]> {
+    const body = {
+      key: keyBytes(key),
+      range_end: endBytes(rangeEnd),
+      sort_order: 'DESCEND',
+      sort_target: 'CREATE',
+      ...(maxCreateRevision > 0 ? { max_create_revision: String(maxCreateRevision) } : {}),
+    };
+    const raw = (await this.call('/v3/kv/range', body, signal)) as { kvs?: RawKv[] };
+    return (raw.kvs ?? []).map(toKv);
+  }
+
+  /** How many keys the range holds, and the `limit`-th key from its start ('' when fewer). */
+  async countAndNth(key: string, rangeEnd: string | Buffer, limit: number, signal?: AbortSignal): Promise<{ count: number; nth: string }> {
+    const raw = (await this.call('/v3/kv/range', { key: keyBytes(key), range_end: endBytes(rangeEnd), keys_only: true, limit: String(limit) }, signal)) as { kvs?: RawKv[]; count?: string };
+    const kvs = raw.kvs ?? [];
+    return { count: Number(raw.count ?? 0), nth: kvs.length === limit ? unb64(kvs[kvs.length - 1]!.key) : '' };
+  }
+
   async deletePrefix(prefix: string, signal?: AbortSignal): Promise<void> {
     await this.call('/v3/kv/deleterange', { key: keyBytes(prefix), range_end: endBytes(prefixEnd(prefix)) }, signal);
   }
@@ -266,19 +286,22 @@ export class EtcdClient {
   }
 
   /**
-   * Opens a watch stream on one member: `onEvent` gets each event's key-values (puts; a delete
+   * Opens a watch stream on one member over `key` (to `rangeEnd`, when given): `onEvents` gets each event's key-values (puts; a delete
    * has an empty value), `onEnd` is called once when the stream ends for any reason. The stream
    * asks the member to end it when it loses its leader (so a cut-off member is left).
    */
   watch(
     key: string,
+    rangeEnd: string | Buffer | undefined,
     startRevision: number,
     onEvents: (events: Array<{ type: 'put' | 'delete'; kv: KeyValue }>, revision: number) => void,
     onEnd: (error: Error) => void,
   ): () => void {
     const endpoint = this.current;
     const [host, port] = splitHostPort(endpoint);
-    const payload = JSON.stringify({ create_request: { key: keyBytes(key), start_revision: String(startRevision), progress_notify: true } });
+    const payload = JSON.stringify({
+      create_request: { key: keyBytes(key), ...(rangeEnd !== undefined ? { range_end: endBytes(rangeEnd) } : {}), start_revision: String(startRevision), progress_notify: true },
+    });
     let ended = false;
     const end = (error: Error): void => {
       if (ended) return;

@@ -1,29 +1,32 @@
 /**
- * Reads the history of a namespace from etcd: its `h/<id16>` keys, newest first, in pages of
- * HISTORY_PAGE, filtered by key and owner, from below `beforeId`. A linearizable range read.
+ * The history of a namespace in etcd: `h/<time15>/<n>` keys, one per event. Ids come from the
+ * create revision of each event's key (layout.ts), so they increase in commit order across all
+ * roots. Reading sorts by create revision in etcd (below `beforeId`'s revision when paging) and
+ * filters here; pruning deletes the oldest keys beyond `historyLimit`, by key (store time) order.
  */
 import type { HistoryEvent, HistoryQuery } from '../../model/types.js';
 import { prefixEnd, type EtcdClient } from './client.js';
-import { decodeHistory, type Layout } from './layout.js';
+import { decodeHistory, REVISION_SLOTS, type Layout } from './layout.js';
 
-const HISTORY_PAGE = 200;
 const DEFAULT_LIMIT = 100;
 
 export async function readHistory(client: EtcdClient, layout: Layout, query: HistoryQuery, signal: AbortSignal | undefined): Promise<HistoryEvent[]> {
   const limit = Math.max(0, query.limit ?? DEFAULT_LIMIT);
-  const out: HistoryEvent[] = [];
-  let end: string | Buffer = query.beforeId === undefined ? prefixEnd(layout.historyPrefix) : layout.history(Math.max(0, query.beforeId));
-  while (out.length < limit) {
-    const page = await client.range(layout.historyPrefix, end, { limit: HISTORY_PAGE, descending: true, signal });
-    for (const kv of page) {
-      const event = decodeHistory(kv.value);
-      if (query.owner !== undefined && event.owner !== query.owner) continue;
-      if (query.key !== undefined && !event.resources.some((r) => r.key === query.key)) continue;
-      out.push(event);
-      if (out.length >= limit) break;
-    }
-    if (page.length < HISTORY_PAGE) break;
-    end = page[page.length - 1]!.key;
-  }
-  return out;
+  const maxRevision = query.beforeId === undefined ? 0 : Math.max(1, Math.floor((query.beforeId - 1) / REVISION_SLOTS));
+  const kvs = await client.rangeByCreate(layout.historyPrefix, prefixEnd(layout.historyPrefix), maxRevision, signal);
+  const events = kvs.map((kv) => decodeHistory(kv.value, kv.createRevision)).filter((event) =>
+    (query.beforeId === undefined || event.id < query.beforeId) &&
+    (query.owner === undefined || event.owner === query.owner) &&
+    (query.key === undefined || event.resources.some((r) => r.key === query.key)));
+  return events.sort((a, b) => b.id - a.id).slice(0, limit);
+}
+
+/** Deletes the oldest events beyond `historyLimit` (by store time). */
+export async function pruneHistory(client: EtcdClient, layout: Layout, historyLimit: number, signal?: AbortSignal): Promise<void> {
+  const end = prefixEnd(layout.historyPrefix);
+  const { count } = await client.countAndNth(layout.historyPrefix, end, 1, signal);
+  if (count <= historyLimit) return;
+  const { nth } = await client.countAndNth(layout.historyPrefix, end, count - historyLimit, signal);
+  if (nth === '') return;
+  await client.txn([], [{ deleteRange: { key: layout.historyPrefix, rangeEnd: `${nth}\u0000` } }], [], signal);
 }
