@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- [SUITE...] [--quick] [--json FILE] [--stores memory,sqlite,postgres] [--postgres URL]`
  *
- * Runs every suite (or the named ones: memory, sqlite, postgres, handoff, contention, scale, http) and
+ * Runs every suite (or the named ones: memory, sqlite, postgres, handoff, contention, scale, http, etcd) and
  * prints one table per suite with holdfast next to its anchors and the ratios holdfast/anchor of
  * this run. A suite whose store is unreachable is reported as skipped. `--quick` finishes in
  * under two minutes; the full run in under fifteen. Benchmarks are never part of `npm test`.
@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { renderTables, type Row, type StoreKind } from './harness.js';
 import { DEFAULT_POSTGRES_URL, runBench, STORE_KINDS, SUITE_NAMES, type SuiteName } from './run.js';
 import { dropLiveSchemas, redact } from './stores.js';
+import { etcdTargets } from './suites/etcd.js';
 
 const USAGE = `usage: npm run bench -- [${SUITE_NAMES.join('|')}...] [--quick] [--json FILE] [--stores ${STORE_KINDS.join(',')}] [--postgres URL]`;
 
@@ -117,7 +118,7 @@ async function main(): Promise<void> {
     '',
     renderTables(result.rows),
   ];
-  const checks = targets(result.rows);
+  const checks = [...targets(result.rows), ...etcdTargets(result.rows)];
   if (checks.length > 0) lines.push('### targets', '', ...checks, '');
   console.log(lines.join('\n'));
   if (args.json) {

@@ -5,6 +5,7 @@
 import { availableParallelism, cpus, freemem, loadavg, release, totalmem } from 'node:os';
 import { Recorder, SkipError, type BenchContext, type Profile, type Row, type StoreKind } from './harness.js';
 import { contentionSuite } from './suites/contention.js';
+import { etcdSuite } from './suites/etcd.js';
 import { handoffSuite } from './suites/handoff.js';
 import { httpSuite } from './suites/http.js';
 import { memorySuite } from './suites/memory.js';
@@ -22,6 +23,7 @@ export const SUITES = {
   contention: contentionSuite,
   scale: scaleSuite,
   http: httpSuite,
+  etcd: etcdSuite,
 } satisfies Record<string, (ctx: BenchContext) => Promise<void>>;
 
 export type SuiteName = keyof typeof SUITES;

@@ -18,7 +18,7 @@
  *  (e) waits     An acquire completes within its waitMs plus a tolerance, not counting the time
  *                its own worker was frozen (SIGSTOPped, or its event loop stalled: the worker
  *                records every gap of 150 ms or more in its 50 ms interval timer). A wait that
- *                spans a store outage (restart-store, drop-connections; not on sqlite, where those
+ *                spans a store outage (restart-store, drop-connections, a cluster member's fault; not on sqlite, where those
  *                kill workers) may overrun by `outageAllowanceMs` more: a store call may take up to
  *                the store's connect timeout then. Such waits are counted and printed.
  *  (f) lost      Lost leases are explained: every `lost` a worker saw belongs to a lease the store
@@ -26,7 +26,8 @@
  *                later than the store's expiry (unless the worker was paused or stalled); every
  *                lease the store expired or forced is explained by one of: its holder saw it lost
  *                (self-fenced), its holder was killed holding it, its holder was paused past its TTL,
- *                its holder's release failed (error, indeterminate), or it was granted to a request
+ *                its holder's release failed (error, indeterminate, or sent before the expiry and
+ *                answered after it: a slow store call), or it was granted to a request
  *                whose answer never arrived or was indeterminate (orphaned: a request of the owner with the
  *                same resources, killed or answered `info`, whose queue place could still live: up
  *                to waiterTtlMs after that answer or its worker's death), or granted and expired
@@ -35,7 +36,7 @@
  *                `lost` likewise does not count the time the worker was frozen. Anything else is a lease its holder kept using after the store ended it.
  */
 import type { HistoryEvent, HistoryType, Resource } from '../src/model/types.js';
-import { NEMESES, type NemesisName, type RunRecord, type WorkerEvent } from './history.js';
+import { CLUSTER_NEMESES, NEMESES, type ClusterNemesisName, type NemesisName, type RunRecord, type WorkerEvent } from './history.js';
 
 export type CheckId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f';
 
@@ -312,7 +313,7 @@ export function check(record: RunRecord): CheckResult {
   // (e): waits. The time the waiter itself was frozen does not count against it; across a store
   // outage (a restart, dropped connections) a store call may take up to the store's connect
   // timeout, so such a wait may overrun by that much.
-  const outages = record.nemeses.filter((n) => config.store !== 'sqlite' && (n.nemesis === 'restart-store' || n.nemesis === 'drop-connections'));
+  const outages = record.nemeses.filter((n) => config.store !== 'sqlite' && (n.nemesis === 'restart-store' || n.nemesis === 'drop-connections' || CLUSTER_NEMESES.includes(n.nemesis as ClusterNemesisName)));
   for (const { invoke, done } of ops.values()) {
     if (invoke.f !== 'acquire' || done === null) continue;
     const overrun = done.t - invoke.t - invoke.waitMs;
@@ -386,6 +387,9 @@ export function check(record: RunRecord): CheckResult {
       else violations.push({ check: 'f', message: `lease ${lease.fence} expired while ${w} held it, never released it and never saw it lost`, excerpt: [...lease.events, acquire.invoke, acquire.done] });
     } else if (done?.type === 'ok' && done.f === 'release' && !done.released) {
       if (overlaps(w, lease.start, release.invoke.t)) counts.explained.paused++;
+      // Sent before the store expired the lease, answered after: a slow store call (a member
+      // fault, an election), not a holder that used a lease it had lost.
+      else if (release.invoke.t < lease.end - tolerance && done.t > lease.end) counts.explained.releaseFailed++;
       else violations.push({ check: 'f', message: `${w} used lease ${lease.fence} until its release, after the store had expired it, without seeing it lost`, excerpt: [...lease.events, acquire.invoke, release.invoke, done] });
     } else if (done?.type === 'ok') {
       violations.push({ check: 'f', message: `${w}'s release of lease ${lease.fence} returned true, but the store records it ${lease.endType}`, excerpt: [...lease.events, release.invoke, done] });

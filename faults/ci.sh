@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# CI: the fault harness for 30 s against SQLite, for 30 s against PostgreSQL (a private cluster
-# the harness starts, so it can restart it) and for 30 s against MySQL (a private MariaDB server
-# the harness starts, kill -9 and starts again), with every nemesis, all at once (~50 s in all).
-# The register lives on the machine's cluster (HOLDFAST_FAULTS_REGISTER_URL, default
-# postgres://postgres@127.0.0.1:5432/test). Fails if either run reports a violation or fails.
+# CI: the fault harness for 30 s against each store with every nemesis that applies to it:
+#   sqlite      a file of the run
+#   postgres    a private cluster the harness starts, so it can restart it
+#   mysql       a private MariaDB server the harness starts, kill -9s and starts again
+#   etcd        a private 3-member cluster of the harness (kill/pause/partition-member nemeses)
+# Two runs at a time (the machine has 2 cores; four at once would measure the machine), so about
+# 80 s in all. The register lives on the machine's cluster (HOLDFAST_FAULTS_REGISTER_URL, default
+# postgres://postgres@127.0.0.1:5432/test). Fails if any run reports a violation or fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 duration=${HOLDFAST_FAULTS_DURATION:-30s}
@@ -16,21 +19,27 @@ pids=()
 stop() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done; wait; rm -rf "$logs"; }
 trap 'stop; exit 130' INT TERM
 
-node dist/faults/main.js --store "sqlite:$logs/store.db" --duration "$duration" >"$logs/sqlite.log" 2>&1 &
-pids+=($!)
-node dist/faults/main.js --store "$postgres" --duration "$duration" >"$logs/postgres.log" 2>&1 &
-pids+=($!)
-node dist/faults/main.js --store "$mysql" --duration "$duration" >"$logs/mysql.log" 2>&1 &
-pids+=($!)
-
 status=0
-for i in 0 1 2; do
-  wait "${pids[$i]}" || status=1
-done
-for run in sqlite postgres mysql; do
-  echo "---- faults: $run"
-  cat "$logs/$run.log"
-done
+# wave NAME=STORE ...: runs these at once, waits for all, prints their logs.
+wave() {
+  local names=() spec name store
+  pids=()
+  for spec in "$@"; do
+    name=${spec%%=*}
+    store=${spec#*=}
+    names+=("$name")
+    node dist/faults/main.js --store "$store" --duration "$duration" >"$logs/$name.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+  for name in "${names[@]}"; do
+    echo "---- faults: $name"
+    cat "$logs/$name.log"
+  done
+}
+
+wave "sqlite=sqlite:$logs/store.db" "postgres=$postgres"
+wave "mysql=$mysql" "etcd=etcd"
 rm -rf "$logs"
 if [ "$status" -ne 0 ]; then echo "faults: FAILED (see the violations above)"; fi
 exit "$status"

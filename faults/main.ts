@@ -27,11 +27,16 @@ import { WorkerPool } from './pool.js';
 import { DEFAULT_REGISTER_URL, Register } from './register.js';
 import { openStack, type Stack } from './stack.js';
 
+/** etcd: an operation may take up to the workers' operationTimeoutMs (etcd-stack.ts) across a member fault. */
+const ETCD_FAULT_OUTAGE_MS = 5000;
+
 const USAGE = `Usage: npm run faults -- --store URL [--duration 60s] [--workers 8] [--keys 4]
-         [--nemesis kill,pause,restart-store,drop-connections] [--seed N] [--ttl 2s]
+         [--nemesis kill,pause,restart-store,drop-connections,kill-leader,kill-member,pause-member,partition-member]
+         [--seed N] [--ttl 2s]
          [--interval 1.5s] [--register postgres://...] [--server-store URL] [--keep]
 
   --store URL        sqlite:PATH | postgres://...[?schema=S] | mysql://.../DB | http://HOST[:PORT] (a server the harness runs)
+                     | etcd (a 3-member cluster the harness runs) | etcd://HOST:PORT,...
   --nemesis LIST     comma-separated, or "none"; default all that apply to the store
   --register URL     the Postgres database of the fenced register (default ${DEFAULT_REGISTER_URL},
                      or env HOLDFAST_FAULTS_REGISTER_URL)
@@ -173,7 +178,7 @@ async function main(): Promise<number> {
   const finalList = await admin.list({ prefix });
   const record: RunRecord = {
     config: { runId, store: stack.kind, keyPrefix: prefix, ttlMs, waiterTtlMs: storeWaiterTtlMs, waitToleranceMs: ms(values['wait-tolerance'], 'wait-tolerance'),
-      outageAllowanceMs: POSTGRES_DEFAULTS.connectTimeoutMs, clockToleranceMs: 250 },
+      outageAllowanceMs: stack.kind === 'etcd' ? ETCD_FAULT_OUTAGE_MS : POSTGRES_DEFAULTS.connectTimeoutMs, clockToleranceMs: 250 },
     events, nemeses, processes, history: await readHistory(admin), register: await register.rows(), registerValues: await register.values(), finalList,
   };
   saveRecord(dir, record);

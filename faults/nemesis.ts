@@ -10,8 +10,13 @@
  *                     one (every process holding the file), then fresh ones; postgres: restart the
  *                     private cluster (immediate); http: SIGKILL and restart the server.
  *   drop-connections  pg_terminate_backend of every store connection of the run, or of one worker.
+ *   kill-leader       etcd: SIGKILL the cluster's leader; restarted on its data 1..3 s later.
+ *   kill-member       etcd: SIGKILL a random member; restarted 1..3 s later.
+ *   pause-member      etcd: SIGSTOP a random member (the leader, sometimes) for 1..3 s.
+ *   partition-member  etcd: cut a random member off from the others (its peer traffic, both ways,
+ *                     through the harness's peer proxies) for 1..3 s; its clients must move on.
  */
-import { between, clock, pick, type NemesisEvent, type NemesisName } from './history.js';
+import { between, clock, CLUSTER_NEMESES, pick, type ClusterNemesisName, type NemesisEvent, type NemesisName } from './history.js';
 import type { Slot, WorkerPool } from './pool.js';
 import type { Stack } from './stack.js';
 
@@ -25,12 +30,14 @@ export interface NemesisOptions {
   record(event: NemesisEvent): void;
 }
 
-/** The nemeses that apply to a store stack (drop-connections needs Postgres connections). */
+/** The nemeses that apply to a store stack (drop-connections needs Postgres connections, the cluster nemeses a cluster). */
 export function applicable(names: readonly NemesisName[], stack: Stack): { use: NemesisName[]; skipped: string[] } {
   const use: NemesisName[] = [];
   const skipped: string[] = [];
   for (const name of names) {
     if (name === 'drop-connections' && stack.dropConnections === null) skipped.push(`drop-connections (no database connections on ${stack.kind}${stack.kind === 'http' ? ' over sqlite' : ''})`);
+    else if (CLUSTER_NEMESES.includes(name as ClusterNemesisName) && !stack.members) skipped.push(`${name} (no cluster of the harness on ${stack.kind})`);
+    else if (name === 'restart-store' && stack.kind === 'etcd') skipped.push('restart-store (etcd: the cluster nemeses take members down instead)');
     else use.push(name);
   }
   return { use, skipped };
@@ -106,6 +113,15 @@ export class Nemesis {
         if (batch.length === 0 && free.length > 0) batch.push(pick(random, free));
         for (const slot of batch) pool.kill(slot);
         done(batch.map((s) => s.name), `SIGKILL ${batch.length} of ${free.length} workers at once`);
+        return;
+      }
+      case 'kill-leader':
+      case 'kill-member':
+      case 'pause-member':
+      case 'partition-member': {
+        if (!stack.members) return;
+        // The member comes back (restarted, resumed, healed) after 1..3 s; the fault's end is then.
+        done([], await stack.members.fault(name, between(random, 1000, 3000), random));
         return;
       }
       case 'drop-connections': {

@@ -19,6 +19,9 @@
  *                    `restart-store` restarts the server (SIGKILL, then start again on the same
  *                    port); `drop-connections` terminates the server's connections when its store
  *                    is Postgres.
+ *   etcd             a private 3-member etcd cluster of the harness, its peer ports behind proxies
+ *                    (etcd-stack.ts); the cluster nemeses kill, pause and partition its members.
+ *                    `etcd://...`: a cluster as given (no member faults). A prefix per run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
@@ -26,6 +29,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { PrivateCluster, clusterUnavailable, freePort } from './cluster.js';
+import { etcdStack } from './etcd-stack.js';
+import type { ClusterNemesisName } from './history.js';
 import { mysqlStack } from './mysql-stack.js';
 
 export interface StackOptions {
@@ -39,7 +44,7 @@ export interface StackOptions {
 }
 
 export interface Stack {
-  kind: 'sqlite' | 'postgres' | 'mysql' | 'http';
+  kind: 'sqlite' | 'postgres' | 'mysql' | 'http' | 'etcd';
   /** What the workers open. */
   url: string;
   /** A line saying what runs where. */
@@ -49,7 +54,14 @@ export interface Stack {
   restart: (() => Promise<string>) | null;
   /** Terminates store connections: every connection of the run, or one worker's. Null when it does not apply. */
   dropConnections: ((worker: string | null) => Promise<string>) | null;
+  /** The store's cluster members, when the harness runs the cluster (etcd): the cluster nemeses. */
+  members?: MemberFaults;
   close(): Promise<void>;
+}
+
+export interface MemberFaults {
+  /** Injects one member fault for `ms`, then undoes it; returns what was done. */
+  fault(name: ClusterNemesisName, ms: number, random: () => number): Promise<string>;
 }
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -195,5 +207,6 @@ export async function openStack(url: string, options: StackOptions): Promise<Sta
   if (/^postgres(ql)?:\/\//i.test(url)) return postgresStack(url, options);
   if (/^(mysql|mariadb):\/\//i.test(url)) return mysqlStack(url, options);
   if (/^http:\/\//i.test(url)) return httpStack(url, options);
-  throw new Error(`--store: expected sqlite:PATH, postgres://..., mysql://... or http://HOST[:PORT], got ${JSON.stringify(url)}`);
+  if (/^etcd(:|$)/i.test(url)) return etcdStack(url, options);
+  throw new Error(`--store: expected sqlite:PATH, postgres://..., mysql://..., http://HOST[:PORT], etcd or etcd://..., got ${JSON.stringify(url)}`);
 }

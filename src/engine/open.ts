@@ -4,6 +4,7 @@
  *   sqlite:PATH             embedded, durable (`sqlite::memory:` for a throwaway database)
  *   postgres://...          PostgreSQL (also postgresql://; `?schema=NAME`, default holdfast)
  *   mysql://.../database    MySQL or MariaDB (also mariadb://)
+ *   etcd://host:port,...    an etcd cluster (`/prefix` optional, default holdfast/)
  *   http(s)://host:port     a holdfast server
  * Store modules load on demand, so a store's driver is only required when that store is used.
  */
@@ -65,6 +66,12 @@ const openHttp: StoreOpener = async (url, options) => {
 };
 registerStore('http', openHttp);
 registerStore('https', openHttp);
+
+/** `etcd://host:2379[,host2:2379,...][/prefix]`: an etcd cluster (v3 API, through its JSON gateway). */
+registerStore('etcd', async (url, options) => {
+  const { createEtcdStore } = await import('../stores/etcd/store.js');
+  return createEtcdStore(url, options);
+});
 
 /** Opens the store named by `url`. */
 export async function openStore(url: string, options: Record<string, unknown> = {}): Promise<LockStore> {

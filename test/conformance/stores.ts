@@ -18,7 +18,9 @@
  * `HOLDFAST_CONFORMANCE_STORES` (comma-separated kinds or URLs: `memory,sqlite`,
  * `postgres://127.0.0.1/test`) narrows the matrix; by default it is memory, sqlite, postgres
  * (at `HOLDFAST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`),
- * postgres+pgbouncer, mysql (at `HOLDFAST_MYSQL_URL`), http+memory and http+sqlite. A store of the
+ * postgres+pgbouncer, mysql (at `HOLDFAST_MYSQL_URL`), etcd, http+memory and http+sqlite.
+ * `etcd://host:port,host:port,...` is one entry (a key prefix per test on that cluster); bare
+ * `etcd` starts a 3-member cluster per test file. A store of the
  * matrix that `openLocks` cannot open (for example an unregistered scheme) fails its tests; it is
  * never skipped.
  *
@@ -31,6 +33,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, beforeEach, describe } from 'node:test';
 import { buildServer, openLocks, openStore, type Locks, type LocksOptions, type LockStore } from '../../src/index.js';
+import { EtcdCluster } from '../stores/etcd/cluster.js';
 import { startPgBouncer, type PgBouncer } from '../stores/postgres/pgbouncer.js';
 import { ForwardingStore } from './forwarding-store.js';
 import { DEFAULT_MYSQL_URL, mysqlBackend } from './mysql-backend.js';
@@ -70,11 +73,22 @@ function entryOf(spec: string): StoreEntry {
   return { kind, url: spec, label: kind, durable: DURABLE.has(kind) };
 }
 
-/** The stores to run against, from `HOLDFAST_CONFORMANCE_STORES` or the default five. */
+/** The stores to run against, from `HOLDFAST_CONFORMANCE_STORES` or the default matrix. */
 export function storeMatrix(): StoreEntry[] {
   const raw = process.env['HOLDFAST_CONFORMANCE_STORES'];
-  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'postgres+pgbouncer', 'mysql', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
-  return specs.map(entryOf);
+  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'postgres+pgbouncer', 'mysql', 'etcd', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
+  return joinEtcdMembers(specs).map(entryOf);
+}
+
+/** `etcd://a:1,b:2,c:3` names one store: the `host:port` pieces after an etcd URL belong to it. */
+function joinEtcdMembers(specs: string[]): string[] {
+  const out: string[] = [];
+  for (const spec of specs) {
+    const last = out[out.length - 1];
+    if (last !== undefined && /^etcd:\/\/[^/]*$/i.test(last) && /^[^:/]+:\d+(\/.*)?$/.test(spec)) out[out.length - 1] = `${last},${spec}`;
+    else out.push(spec);
+  }
+  return out;
 }
 
 /** How a test reaches its store. */
@@ -242,6 +256,50 @@ async function httpBackend(inner: 'memory' | 'sqlite'): Promise<Backend> {
   };
 }
 
+/** The test file's etcd cluster (for the bare `etcd` entry), started on first use, stopped after the last `describe`. */
+let etcdCluster: Promise<EtcdCluster> | null = null;
+
+async function stopEtcdCluster(): Promise<void> {
+  const running = etcdCluster;
+  etcdCluster = null;
+  if (running !== null) await (await running).destroy();
+}
+
+/**
+ * etcd: a key prefix `hf-conf-<random>/` of its own per test on the cluster the URL names (or,
+ * for the bare `etcd` entry, on a 3-member cluster this test file starts), deleted afterwards.
+ */
+async function etcdBackend(url: string): Promise<Backend> {
+  if (url === 'etcd') {
+    if (etcdCluster === null) {
+      etcdCluster = EtcdCluster.start();
+      etcdCluster.catch(() => (etcdCluster = null));
+    }
+    url = (await etcdCluster).url;
+  }
+  const storeOptions = { prefix: `hf-conf-${randomBytes(6).toString('hex')}/` };
+  const anchor = await openStore(url, storeOptions);
+  return {
+    rawStore: async () => new OnceClosingStore(await openStore(url, storeOptions)),
+    openLocks: (options) => openLocks(url, { ...options, storeOptions: { ...storeOptions, ...options.storeOptions } }),
+    dispose: async () => {
+      await anchor.close();
+      await deleteEtcdPrefix(url, storeOptions.prefix);
+    },
+  };
+}
+
+async function deleteEtcdPrefix(url: string, prefix: string): Promise<void> {
+  const member = /^etcd:\/\/([^,/]+)/i.exec(url)?.[1];
+  const start = Buffer.from(prefix);
+  const end = Buffer.from(prefix);
+  end[end.length - 1]! += 1;
+  await fetch(`http://${member}/v3/kv/deleterange`, {
+    method: 'POST',
+    body: JSON.stringify({ key: start.toString('base64'), range_end: end.toString('base64') }),
+  });
+}
+
 async function openBackend(entry: StoreEntry): Promise<Backend> {
   try {
     switch (entry.kind) {
@@ -253,6 +311,8 @@ async function openBackend(entry: StoreEntry): Promise<Backend> {
         return entry.label === 'postgres+pgbouncer' ? await pgbouncerBackend(entry.url) : await postgresBackend(entry.url);
       case 'mysql':
         return await mysqlBackend(entry.url, (store) => new OnceClosingStore(store));
+      case 'etcd':
+        return await etcdBackend(entry.url);
       case 'http':
         return await httpBackend(entry.url === 'http+sqlite' ? 'sqlite' : 'memory');
       default:
@@ -309,6 +369,7 @@ export function describeEachStore(title: string, body: (ctx: StoreContext) => vo
       // In case a test ended without its afterEach (a skipped or cancelled test).
       after(cleanUp);
       if (entry.label === 'postgres+pgbouncer') after(stopBouncer);
+      if (entry.url === 'etcd') after(stopEtcdCluster);
       beforeEach(async () => {
         await cleanUp();
         session = new Session(await openBackend(entry));
