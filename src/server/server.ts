@@ -25,6 +25,7 @@ import { EventHub } from './events.js';
 import { HistoryFollower } from './follower.js';
 import { ParkedWaits } from './long-waits.js';
 import { ServerMetrics } from './metrics.js';
+import { TicketOwners } from './ownership.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { redactUrl } from './present.js';
 import { leaseRoutes } from './routes/leases.js';
@@ -109,6 +110,7 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   });
   const ctx: ServerContext = {
     locks, store, hub, metrics, options: resolved, shutdown: shutdown.signal, waits: new Map(), recent: new RecentGrants(), router, parked,
+    tickets: new TicketOwners(),
   };
 
   // Bodies are JSON whatever the content type says (curl -d sends form encoding, fetch text/plain).
