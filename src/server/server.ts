@@ -39,8 +39,10 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const MAX_PARAM_LENGTH = 4096;
 const TCP_KEEPALIVE_MS = 15_000;
 
-function fastifyFor(options: ResolvedServerOptions): FastifyInstance {
+function fastifyFor(options: ResolvedServerOptions, onError: ReturnType<typeof errorHandler>): FastifyInstance {
   return Fastify({
+    // Errors of the router (a bad percent-encoding, an overlong segment) answer like every other error.
+    frameworkErrors: (error, request, reply) => void onError(error, request, reply),
     logger: {
       level: options.logLevel,
       ...(options.logStream ? { stream: options.logStream } : {}),
@@ -73,9 +75,10 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
     typeof resolved.store === 'string' ? await openStore(resolved.store, resolved.storeOptions) : new BorrowedStore(resolved.store);
   let app: FastifyInstance;
   let locks: Locks;
+  const onError = errorHandler(resolved.bodyLimit, () => metrics.storeError());
   try {
     locks = new Locks(store, { actor: 'holdfast-server', waiterTtlMs: resolved.waiterTtlMs, autoRenew: false });
-    app = fastifyFor(resolved);
+    app = fastifyFor(resolved, onError);
   } catch (error) {
     await store.close();
     throw error;
@@ -117,7 +120,7 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   const json = app.getDefaultJsonParser('error', 'error');
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, json);
-  app.setErrorHandler(errorHandler(resolved.bodyLimit, () => metrics.storeError()));
+  app.setErrorHandler(onError);
   app.setNotFoundHandler((request, reply) => sendError(reply, new NotFoundError(`The route ${request.method} ${redactUrl(request.url.split('?')[0]!)}`)));
   app.addHook('onSend', async (request, reply, payload) => {
     reply.header('x-request-id', request.id);

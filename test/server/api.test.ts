@@ -210,7 +210,7 @@ describe('HTTP API', () => {
     assert.equal(badJson.statusCode, 400);
     assert.equal(badJson.json().error.field, 'body');
     const huge = await app.inject({ method: 'POST', url: '/v1/leases', payload: JSON.stringify({ key: 'a', owner: 'o', metadata: { x: 'y'.repeat(300_000) } }) });
-    assert.equal(huge.statusCode, 400);
+    assert.equal(huge.statusCode, 413);
     assert.equal(huge.json().error.field, 'body');
     const form = await app.inject({ method: 'POST', url: '/v1/leases', payload: '{"key":"api/form","owner":"curl"}', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     assert.equal(form.statusCode, 201, 'curl -d sends form encoding: the body is read as JSON');
