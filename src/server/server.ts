@@ -28,6 +28,7 @@ import { ServerMetrics } from './metrics.js';
 import { TicketOwners } from './ownership.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { redactUrl } from './present.js';
+import { webGuard } from './web-guard.js';
 import { leaseRoutes } from './routes/leases.js';
 import { lockRoutes } from './routes/locks.js';
 import { miscRoutes } from './routes/misc.js';
@@ -116,10 +117,18 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
     tickets: new TicketOwners(),
   };
 
-  // Bodies are JSON whatever the content type says (curl -d sends form encoding, fetch text/plain).
+  // Bodies are JSON, sent as application/json: what a web page can send without a preflight
+  // (text/plain, forms) is refused before any route runs, and so are foreign origins and hosts.
   const json = app.getDefaultJsonParser('error', 'error');
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, json);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, json);
+  app.addHook('onRequest', webGuard({
+    allowedOrigins: resolved.allowedOrigins, checkHost: resolved.tokens === null,
+    listening: () => {
+      const address = app.server.address();
+      return typeof address === 'object' && address !== null ? address.address : null;
+    },
+  }));
   app.setErrorHandler(onError);
   app.setNotFoundHandler((request, reply) => sendError(reply, new NotFoundError(`The route ${request.method} ${redactUrl(request.url.split('?')[0]!)}`)));
   app.addHook('onSend', async (request, reply, payload) => {
