@@ -58,6 +58,9 @@ function fastifyFor(options: ResolvedServerOptions, onError: ReturnType<typeof e
     },
     bodyLimit: options.bodyLimit,
     requestTimeout: options.requestTimeoutMs,
+    // Node checks the header and request timeouts every connectionsCheckingInterval (30 s by
+    // default), so a trickling client could stay twice requestTimeoutMs: check 4 times as often.
+    http: { connectionsCheckingInterval: Math.max(250, Math.floor(options.requestTimeoutMs / 4)), headersTimeout: options.requestTimeoutMs },
     keepAliveTimeout: options.keepAliveTimeoutMs,
     // Waits are held open up to maxWaitMs: the socket may be silent that long.
     connectionTimeout: 0,
