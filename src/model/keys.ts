@@ -1,6 +1,9 @@
 /**
  * Keys name resources: 1 to 512 bytes of UTF-8, segments separated by `/`, no empty segment,
- * no control characters. `apps/42/task` is below `apps/42` and `apps`.
+ * no control characters, in Unicode normalization form C. `apps/42/task` is below `apps/42` and
+ * `apps`. Keys compare byte for byte, so two spellings of the same text (NFC `é`, NFD `e` + U+0301)
+ * would be two keys that never conflict: a key not in NFC is refused (400 naming the field) rather
+ * than silently normalized, so what a caller locks is exactly what every store and history shows.
  */
 import { InvalidRequestError } from './errors.js';
 
@@ -16,6 +19,7 @@ export function keyProblem(key: unknown): string | null {
   if (CONTROL.test(key)) return 'control characters are not allowed';
   if (key.startsWith('/') || key.endsWith('/') || key.includes('//')) return `empty segment in ${JSON.stringify(key)}`;
   if (key.isWellFormed !== undefined && !key.isWellFormed()) return 'not well-formed UTF-16 (lone surrogate)';
+  if (key.normalize('NFC') !== key) return `not in Unicode normalization form C; send ${JSON.stringify(key.normalize('NFC'))} (key.normalize('NFC'))`;
   return null;
 }
 

@@ -13,6 +13,7 @@ import { ANONYMOUS, type Principal } from './auth.js';
 import type { EventHub } from './events.js';
 import type { ParkedWaits } from './long-waits.js';
 import type { ServerMetrics } from './metrics.js';
+import type { TicketOwners } from './ownership.js';
 import type { ResolvedServerOptions } from './options.js';
 import type { JsonSchema } from './schemas.js';
 
@@ -39,6 +40,12 @@ export class RecentGrants {
     while (this.#byId.size > this.limit) this.#byId.delete(this.#byId.keys().next().value!);
   }
 
+  /** The owner of the lease granted to `id` (kept). */
+  ownerOf(id: string): string | null {
+    const entry = this.#byId.get(id);
+    return entry && performance.now() - entry.at <= this.maxAgeMs ? entry.owner : null;
+  }
+
   /** The lease granted to `id`, forgotten once taken. */
   take(id: string): { leaseId: string; owner: string } | null {
     const entry = this.#byId.get(id);
@@ -63,6 +70,8 @@ export interface ServerContext {
   readonly router: WakeRouter;
   /** Waits cut at `maxWaitMs`, kept queued for their clients' next call, by the id they gave. */
   readonly parked: ParkedWaits;
+  /** Owners of the tickets queued through this server, for the authorization of ticket routes. */
+  readonly tickets: TicketOwners;
 }
 
 /** `none`: open to all; `token`: any valid token (the handler checks owners and admin rights). */

@@ -49,15 +49,28 @@ export function schemaError(errors: FastifySchemaValidationError[], dataVar: str
   }
 }
 
-const FASTIFY_BAD_INPUT: Record<string, [field: string, reason: string]> = {
+const FASTIFY_BAD_INPUT: Record<string, [field: string, reason: string, status?: number]> = {
   FST_ERR_CTP_INVALID_JSON_BODY: ['body', 'not valid JSON'],
   FST_ERR_CTP_EMPTY_JSON_BODY: ['body', 'empty, but the content type says JSON'],
-  FST_ERR_CTP_BODY_TOO_LARGE: ['body', 'too large'],
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: ['content-type', 'unsupported media type; send JSON'],
+  FST_ERR_CTP_BODY_TOO_LARGE: ['body', 'too large', 413],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: ['content-type', 'unsupported media type; send application/json', 415],
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['content-length', 'does not match the body'],
-  FST_ERR_BAD_URL: ['url', 'not a valid URL'],
+  FST_ERR_BAD_URL: ['url', 'not a valid URL (bad percent-encoding)'],
+  FST_ERR_MAX_PARAM_LENGTH: ['url', 'a path segment is too long', 414],
   FST_ERR_ASYNC_CONSTRAINT: ['url', 'cannot be routed'],
 };
+
+/** An INVALID_REQUEST answered with another 4xx status than 400 (413, 414, 415). */
+export class HttpInputError extends InvalidRequestError {
+  constructor(field: string, reason: string, status: number) {
+    super(field, reason);
+    Object.defineProperty(this, 'status', { value: status, enumerable: true });
+  }
+}
+
+/** A body over the limit is read to its end (discarded) up to this much, so the client reads the 413, not a reset. */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+const DRAIN_MAX_MS = 10_000;
 
 /** Maps any error of a request to a holdfast error, or `null` for a bug of the server. */
 export function classify(error: unknown, bodyLimit: number): HoldfastError | null {
@@ -66,8 +79,9 @@ export function classify(error: unknown, bodyLimit: number): HoldfastError | nul
   if (typeof e !== 'object' || e === null) return null;
   const known = typeof e.code === 'string' ? FASTIFY_BAD_INPUT[e.code] : undefined;
   if (known) {
-    const reason = e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `larger than ${bodyLimit} bytes` : known[1];
-    return new InvalidRequestError(known[0], e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' && e.message ? `${reason}: ${e.message.slice(0, 200)}` : reason);
+    const base = e.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `larger than ${bodyLimit} bytes` : known[1];
+    const reason = e.code === 'FST_ERR_CTP_INVALID_JSON_BODY' && e.message ? `${base}: ${e.message.slice(0, 200)}` : base;
+    return known[2] === undefined ? new InvalidRequestError(known[0], reason) : new HttpInputError(known[0], reason, known[2]);
   }
   if (error instanceof SyntaxError) return new InvalidRequestError('body', `not valid JSON: ${error.message.slice(0, 200)}`);
   const status = typeof e.statusCode === 'number' ? e.statusCode : 0;
@@ -86,14 +100,48 @@ export function sendError(reply: FastifyReply, error: HoldfastError, extra: Reco
   return reply.code(error.status).send(errorBody(error, extra));
 }
 
-/** The error handler of the server instance. */
+/**
+ * Resolves once the rest of an unread request body has arrived (and was discarded), or after
+ * DRAIN_MAX_BYTES / DRAIN_MAX_MS, when the connection is to be closed after the answer. Answering
+ * while the client still sends would reset the connection (EPIPE) before it reads the answer.
+ */
+function drained(request: FastifyRequest): Promise<boolean> {
+  const raw = request.raw;
+  if (raw.complete || raw.destroyed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const finish = (complete: boolean): void => {
+      clearTimeout(timer);
+      raw.off('data', count).off('end', ended).off('error', failed).off('close', failed);
+      resolve(complete);
+    };
+    const count = (chunk: Buffer): void => {
+      bytes += chunk.length;
+      if (bytes > DRAIN_MAX_BYTES) finish(false);
+    };
+    const ended = (): void => finish(true);
+    const failed = (): void => finish(false);
+    const timer = setTimeout(failed, DRAIN_MAX_MS);
+    timer.unref();
+    raw.on('data', count).once('end', ended).once('error', failed).once('close', failed);
+    raw.resume();
+  });
+}
+
+/** The error handler of the server instance, and of Fastify's framework errors (bad URL, ...). */
 export function errorHandler(bodyLimit: number, storeError: () => void) {
-  return (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  return (error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> => {
     const known = classify(error, bodyLimit);
     if (known) {
       if (known.code === 'STORE_UNAVAILABLE') {
         storeError();
         request.log.warn({ err: known }, 'store unavailable');
+      }
+      if (known.status === 413 && !request.raw.complete) {
+        return drained(request).then((complete) => {
+          if (!complete) reply.header('connection', 'close');
+          return sendError(reply, known);
+        });
       }
       return sendError(reply, known);
     }

@@ -5,6 +5,7 @@ import { InvalidRequestError } from '../model/errors.js';
 import { LIMITS } from '../model/request.js';
 import type { LockStore } from '../stores/store.js';
 import { loadTokens, TokenTable, type TokenConfig } from './auth.js';
+import { resolveOrigins } from './web-guard.js';
 
 export interface ServerOptions {
   /**
@@ -57,6 +58,11 @@ export interface ServerOptions {
   logStream?: NodeJS.WritableStream;
   /** The dashboard's folder (`index.html`, `app.js`). @default the package's `web/` */
   webRoot?: string;
+  /**
+   * Web origins (`https://app.example`) other than the server's own whose pages may call the API
+   * (CORS); requests from any other page's `Origin` are refused. See ./web-guard.ts. @default []
+   */
+  allowedOrigins?: readonly string[];
 }
 
 export interface ResolvedServerOptions {
@@ -76,6 +82,7 @@ export interface ResolvedServerOptions {
   logLevel: string;
   logStream: NodeJS.WritableStream | undefined;
   webRoot: string;
+  allowedOrigins: ReadonlySet<string>;
 }
 
 export const SERVER_DEFAULTS = Object.freeze({
@@ -98,7 +105,7 @@ export const SERVER_DEFAULTS = Object.freeze({
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 const OPTION_NAMES = new Set([
   'store', 'storeOptions', 'tokens', 'maxWaitMs', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'sweepIntervalMs',
-  'heartbeatMs', 'eventBufferSize', 'followIntervalMs', 'resumeWindowMs', 'waiterTtlMs', 'logLevel', 'logStream', 'webRoot', 'host', 'port', 'signals',
+  'heartbeatMs', 'eventBufferSize', 'followIntervalMs', 'resumeWindowMs', 'waiterTtlMs', 'logLevel', 'logStream', 'webRoot', 'allowedOrigins', 'host', 'port', 'signals',
 ]);
 
 function integerIn(value: unknown, field: string, min: number, max: number): number {
@@ -140,5 +147,6 @@ export function resolveServerOptions(options: ServerOptions): ResolvedServerOpti
     logLevel,
     logStream: options.logStream,
     webRoot: options.webRoot ?? fileURLToPath(new URL('../../../web/', import.meta.url)),
+    allowedOrigins: resolveOrigins(options.allowedOrigins),
   };
 }

@@ -25,8 +25,10 @@ import { EventHub } from './events.js';
 import { HistoryFollower } from './follower.js';
 import { ParkedWaits } from './long-waits.js';
 import { ServerMetrics } from './metrics.js';
+import { TicketOwners } from './ownership.js';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { redactUrl } from './present.js';
+import { webGuard } from './web-guard.js';
 import { leaseRoutes } from './routes/leases.js';
 import { lockRoutes } from './routes/locks.js';
 import { miscRoutes } from './routes/misc.js';
@@ -38,8 +40,10 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 const MAX_PARAM_LENGTH = 4096;
 const TCP_KEEPALIVE_MS = 15_000;
 
-function fastifyFor(options: ResolvedServerOptions): FastifyInstance {
+function fastifyFor(options: ResolvedServerOptions, onError: ReturnType<typeof errorHandler>): FastifyInstance {
   return Fastify({
+    // Errors of the router (a bad percent-encoding, an overlong segment) answer like every other error.
+    frameworkErrors: (error, request, reply) => void onError(error, request, reply),
     logger: {
       level: options.logLevel,
       ...(options.logStream ? { stream: options.logStream } : {}),
@@ -55,6 +59,9 @@ function fastifyFor(options: ResolvedServerOptions): FastifyInstance {
     logController: new QuietRequestLog(),
     bodyLimit: options.bodyLimit,
     requestTimeout: options.requestTimeoutMs,
+    // Node checks the header and request timeouts every connectionsCheckingInterval (30 s by
+    // default), so a trickling client could stay twice requestTimeoutMs: check 4 times as often.
+    http: { connectionsCheckingInterval: Math.max(250, Math.floor(options.requestTimeoutMs / 4)), headersTimeout: options.requestTimeoutMs },
     keepAliveTimeout: options.keepAliveTimeoutMs,
     // Waits are held open up to maxWaitMs: the socket may be silent that long.
     connectionTimeout: 0,
@@ -90,9 +97,10 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
     typeof resolved.store === 'string' ? await openStore(resolved.store, resolved.storeOptions) : new BorrowedStore(resolved.store);
   let app: FastifyInstance;
   let locks: Locks;
+  const onError = errorHandler(resolved.bodyLimit, () => metrics.storeError());
   try {
     locks = new Locks(store, { actor: 'holdfast-server', waiterTtlMs: resolved.waiterTtlMs, autoRenew: false });
-    app = fastifyFor(resolved);
+    app = fastifyFor(resolved, onError);
   } catch (error) {
     await store.close();
     throw error;
@@ -127,13 +135,22 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   });
   const ctx: ServerContext = {
     locks, store, hub, metrics, options: resolved, shutdown: shutdown.signal, waits: new Map(), recent: new RecentGrants(), router, parked,
+    tickets: new TicketOwners(),
   };
 
-  // Bodies are JSON whatever the content type says (curl -d sends form encoding, fetch text/plain).
+  // Bodies are JSON, sent as application/json: what a web page can send without a preflight
+  // (text/plain, forms) is refused before any route runs, and so are foreign origins and hosts.
   const json = app.getDefaultJsonParser('error', 'error');
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, json);
-  app.setErrorHandler(errorHandler(resolved.bodyLimit, () => metrics.storeError()));
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, json);
+  app.addHook('onRequest', webGuard({
+    allowedOrigins: resolved.allowedOrigins, checkHost: resolved.tokens === null,
+    listening: () => {
+      const address = app.server.address();
+      return typeof address === 'object' && address !== null ? address.address : null;
+    },
+  }));
+  app.setErrorHandler(onError);
   app.setNotFoundHandler((request, reply) => sendError(reply, new NotFoundError(`The route ${request.method} ${redactUrl(request.url.split('?')[0]!)}`)));
   app.addHook('onSend', async (request, reply, payload) => {
     reply.header('x-request-id', request.id);

@@ -32,7 +32,7 @@ describe('holdfast serve', () => {
   test('serves the API until SIGTERM, then shuts down gracefully with exit 0', async () => {
     const run = holdfast(['serve', '--store', 'memory:', '--port', '0', '--log-level', 'warn']);
     const url = await servingUrl(run.stderr);
-    const acquired = await fetch(`${url}/v1/leases`, { method: 'POST', body: JSON.stringify({ key: 'cli/serve', owner: 'me' }) });
+    const acquired = await fetch(`${url}/v1/leases`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: 'cli/serve', owner: 'me' }) });
     assert.equal(acquired.status, 201);
     assert.equal((await fetch(`${url}/healthz`)).status, 200);
     run.child.kill('SIGTERM');

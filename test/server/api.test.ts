@@ -22,7 +22,10 @@ let app: FastifyInstance;
 let store: LockStore;
 
 async function call(method: 'GET' | 'POST' | 'DELETE', url: string, payload?: unknown): Promise<Reply> {
-  const res = await app.inject({ method, url, ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }) });
+  const res = await app.inject({
+    method, url, ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }),
+    ...(typeof payload === 'string' ? { headers: { 'content-type': 'application/json' } } : {}),
+  });
   return { status: res.statusCode, headers: res.headers, body: res.body === '' ? {} : (res.json() as Record<string, unknown>) };
 }
 
@@ -209,11 +212,11 @@ describe('HTTP API', () => {
     const badJson = await app.inject({ method: 'POST', url: '/v1/leases', payload: '{"key": ', headers: { 'content-type': 'application/json' } });
     assert.equal(badJson.statusCode, 400);
     assert.equal(badJson.json().error.field, 'body');
-    const huge = await app.inject({ method: 'POST', url: '/v1/leases', payload: JSON.stringify({ key: 'a', owner: 'o', metadata: { x: 'y'.repeat(300_000) } }) });
-    assert.equal(huge.statusCode, 400);
+    const huge = await app.inject({ method: 'POST', url: '/v1/leases', payload: JSON.stringify({ key: 'a', owner: 'o', metadata: { x: 'y'.repeat(300_000) } }), headers: { 'content-type': 'application/json' } });
+    assert.equal(huge.statusCode, 413);
     assert.equal(huge.json().error.field, 'body');
     const form = await app.inject({ method: 'POST', url: '/v1/leases', payload: '{"key":"api/form","owner":"curl"}', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-    assert.equal(form.statusCode, 201, 'curl -d sends form encoding: the body is read as JSON');
+    assertError({ status: form.statusCode, headers: form.headers, body: form.json() }, 415, 'INVALID_REQUEST', 'content-type');
     assertError(await call('GET', '/v1/locks?prefix=a&extra=1'), 400, 'INVALID_REQUEST', 'extra');
     assertError(await call('GET', '/v1/nothing'), 404, 'NOT_FOUND');
   });

@@ -64,12 +64,12 @@ describe('auth', () => {
     assert.deepEqual((await server.store.list({ prefix: 'auth/' })).locks.map((l) => l.owner).sort(), ['ci-build-7', 'deploy-a']);
   });
 
-  test('renew and release by id check the lease owner; admin may release any lease', async () => {
+  test('read, renew and release by id check the lease owner; admin may release any lease', async () => {
     const { lease } = (await call(ADMIN, 'POST', '/v1/leases', { key: 'auth/by-id', owner: 'prod' })).body;
     assert.equal((await call(CI, 'POST', `/v1/leases/${lease.id}/renew`)).status, 403);
     assert.equal((await call(CI, 'DELETE', `/v1/leases/${lease.id}`)).status, 403);
     assert.ok(await server.store.get(lease.id), 'a refused release changed nothing');
-    assert.equal((await call(CI, 'GET', `/v1/leases/${lease.id}`)).status, 200, 'reading by id needs only a valid token');
+    assert.equal((await call(CI, 'GET', `/v1/leases/${lease.id}`)).status, 403, 'reading by id needs a token for its owner');
     assert.deepEqual((await call(ADMIN, 'DELETE', `/v1/leases/${lease.id}`)).body, { released: true });
   });
 

@@ -1,7 +1,7 @@
 /**
  * The lease routes: acquire (waiting held open, cancelled when the client goes away), read,
  * renew, release, and release by owner. Owners outside a token's pattern are refused before
- * anything changes; renew and release read the lease's owner first.
+ * anything changes; read, renew and release check the owner behind the id first (../ownership.ts).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Granted } from '../../engine/wait.js';
@@ -13,6 +13,7 @@ import { validateOwner, validateRequest, validateTtl, type RequestInput } from '
 import { requireOwner } from '../auth.js';
 import { actorOf, elapsedMs, principalOf, type RouteSpec, type ServerContext } from '../context.js';
 import { sendError } from '../errors.js';
+import { authorizeId } from '../ownership.js';
 import { iso, leaseJson, shortId } from '../present.js';
 import * as S from '../schemas.js';
 import { holdLongWait } from '../long-waits.js';
@@ -163,7 +164,7 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
 
 async function read(ctx: ServerContext, request: FastifyRequest): Promise<unknown> {
   const { id } = request.params as { id: string };
-  principalOf(request);
+  await authorizeId(ctx, request, id, { action: 'read a lease' });
   const lease = await ctx.store.get(id);
   if (!lease) throw new NotFoundError('The lease');
   return { lease: leaseJson(lease), now: iso(Date.now()) };
@@ -172,10 +173,9 @@ async function read(ctx: ServerContext, request: FastifyRequest): Promise<unknow
 async function renew(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
   const { id } = request.params as { id: string };
   const body = (request.body ?? {}) as { ttlMs?: unknown };
-  const principal = principalOf(request);
   const requested = body.ttlMs === undefined ? undefined : validateTtl(body.ttlMs);
+  await authorizeId(ctx, request, id, { action: 'renew a lease', ownerOnly: true });
   const current = await ctx.store.get(id);
-  if (current) requireOwner(principal, current.owner, 'renew a lease');
   const outcome = await ctx.store.renew(id, requested ?? current?.ttlMs ?? validateTtl(undefined));
   if (outcome.status === 'lost') throw new LeaseLostError(id);
   if (outcome.status === 'unknown') throw new NotFoundError('The lease');
@@ -185,10 +185,9 @@ async function renew(ctx: ServerContext, request: FastifyRequest, reply: Fastify
 
 async function release(ctx: ServerContext, request: FastifyRequest): Promise<unknown> {
   const { id } = request.params as { id: string };
-  const principal = principalOf(request);
+  await authorizeId(ctx, request, id, { action: 'release a lease' });
   const current = await ctx.store.get(id);
   if (!current) return { released: false };
-  if (!principal.admin) requireOwner(principal, current.owner, 'release a lease');
   const released = await ctx.store.release(id);
   if (released) request.log.debug({ lease: shortId(id), fence: current.fence }, 'released');
   return { released };

@@ -12,15 +12,16 @@
  *   moment ago (the answer crossed the cancel), the lease it was granted is released; for a queued
  *   ticket, it leaves the queue. `{ released }` says whether a lease that
  *   was granted meanwhile was released.
- * Tickets are capabilities like lease ids: whoever has one may poll or cancel it.
+ * Only a token that may act for the ticket's owner (or an admin) polls or cancels it: see
+ * ../ownership.ts, also for tickets queued through another server sharing the store.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LockBusyError } from '../../model/errors.js';
 import { LIMITS } from '../../model/request.js';
 import { parseDurationIn } from '../../model/duration.js';
 import type { LockRequest } from '../../model/types.js';
-import { requireOwner } from '../auth.js';
-import { principalOf, type RouteSpec, type ServerContext } from '../context.js';
+import { type RouteSpec, type ServerContext } from '../context.js';
+import { authorizeId } from '../ownership.js';
 import { iso, leaseJson, shortId } from '../present.js';
 import * as S from '../schemas.js';
 
@@ -29,7 +30,10 @@ export async function enqueue(
   ctx: ServerContext, request: FastifyRequest, reply: FastifyReply, valid: LockRequest, waitMs: number, waiterTtl: unknown,
 ): Promise<unknown> {
   const waiterTtlMs = waiterTtl === undefined ? ctx.options.waiterTtlMs : parseDurationIn(waiterTtl, 'waiterTtlMs', 300, 600_000);
-  const outcome = await ctx.store.acquire(valid, { waitMs: Math.min(waitMs, LIMITS.maxWaitMs), waiterTtlMs });
+  const storeWaitMs = Math.min(waitMs, LIMITS.maxWaitMs);
+  // Known before the store queues it, so its first poll is authorized without a store call.
+  ctx.tickets.add(valid.id, valid.owner, storeWaitMs + waiterTtlMs + 60_000);
+  const outcome = await ctx.store.acquire(valid, { waitMs: storeWaitMs, waiterTtlMs });
   if (outcome.status === 'busy') {
     ctx.metrics.acquisition('busy', null);
     throw new LockBusyError(outcome);
@@ -39,13 +43,14 @@ export async function enqueue(
     request.log.debug({ lease: shortId(outcome.lease.id), fence: outcome.lease.fence, owner: outcome.lease.owner }, 'granted');
     return reply.code(201).send({ lease: leaseJson(outcome.lease), now: iso(outcome.now) });
   }
+  if (outcome.ticket !== valid.id) ctx.tickets.add(outcome.ticket, valid.owner, storeWaitMs + waiterTtlMs + 60_000);
   const { status: _status, ...queued } = outcome;
   return reply.code(202).send({ ...queued, now: iso(outcome.now) });
 }
 
 async function poll(ctx: ServerContext, request: FastifyRequest): Promise<unknown> {
   const { id } = request.params as { id: string };
-  principalOf(request);
+  await authorizeId(ctx, request, id, { action: 'poll a ticket', refuseUnknown: true });
   const outcome = await ctx.store.poll(id);
   if (outcome.status === 'granted') return { status: 'granted', lease: leaseJson(outcome.lease), now: iso(outcome.now) };
   return { ...outcome, now: iso(outcome.now) };
@@ -53,23 +58,15 @@ async function poll(ctx: ServerContext, request: FastifyRequest): Promise<unknow
 
 async function cancel(ctx: ServerContext, request: FastifyRequest): Promise<unknown> {
   const { id } = request.params as { id: string };
-  const principal = principalOf(request);
+  await authorizeId(ctx, request, id, { action: 'cancel a request', refuseUnknown: true });
   const wait = ctx.waits.get(id);
   if (wait) {
-    if (!principal.admin) requireOwner(principal, wait.owner, 'cancel a request');
     wait.cancel();
     return { released: await wait.settled };
   }
-  const parkedOwner = ctx.parked.ownerOf(id);
-  if (parkedOwner !== null) {
-    if (!principal.admin) requireOwner(principal, parkedOwner, 'cancel a request');
-    return { released: await ctx.parked.cancel(id) };
-  }
+  if (ctx.parked.ownerOf(id) !== null) return { released: await ctx.parked.cancel(id) };
   const recent = ctx.recent.take(id);
-  if (recent) {
-    if (!principal.admin) requireOwner(principal, recent.owner, 'cancel a request');
-    return { released: await ctx.store.release(recent.leaseId) };
-  }
+  if (recent) return { released: await ctx.store.release(recent.leaseId) };
   return { released: await ctx.store.cancel(id) };
 }
 
