@@ -2,8 +2,8 @@
  * `postgres://`: the production store. The lock-table algorithm of `src/stores/table/` runs in
  * PostgreSQL itself, as plpgsql functions (migrations/*.sql), so each operation is one call, one
  * round trip, one READ COMMITTED transaction, serialized against the transactions it can conflict
- * with by advisory locks: on the keys' root segments (migrations/002_core.sql), or for the lean
- * acquire and release of one key on its path (migrations/009_lean_paths.sql; such a call may
+ * with by advisory locks: on the keys' root segments (migrations/001_baseline.sql, part 2), or for the lean
+ * acquire and release of one key on its path (part 9 of the baseline; such a call may
  * answer `retry`, and the full call follows in a transaction of its own).
  * Time is the database clock; fences come from a sequence and survive restarts.
  *
@@ -215,7 +215,7 @@ export class PostgresStore implements LockStore {
   async #write(fn: string, args: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
     let result = (await this.#query(fn, [...args, this.#origin], signal)) as SqlResult & { retry?: boolean };
     // A lean call (hf_acquire, hf_release) that needs the full one answers `retry` instead of
-    // upgrading its path locks (migration 9); the full call runs in a transaction of its own.
+    // upgrading its path locks (baseline part 9); the full call runs in a transaction of its own.
     if (result.retry === true) result = (await this.#query(`${fn}_full`, [...args, this.#origin], signal)) as SqlResult;
     this.#absorb(result);
     return result.value;
