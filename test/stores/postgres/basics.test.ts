@@ -169,6 +169,11 @@ describe('postgres store: options and failures', () => {
       assert.throws(() => createPostgresStore('postgres://x/y', { applicationName: name as string }), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.applicationName');
     }
     assert.throws(() => createPostgresStore('mysql://x/y'), (e: unknown) => e instanceof InvalidRequestError && e.field === 'url');
+    for (const batchSize of [0, 65, 1.5]) {
+      assert.throws(() => createPostgresStore('postgres://x/y', { batchSize }), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.batchSize');
+    }
+    assert.throws(() => createPostgresStore('postgres://x/y', { batchLanes: 0 }), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.batchLanes');
+    assert.throws(() => createPostgresStore('postgres://x/y', { poolSize: 2, batchLanes: 3 }), /at most poolSize \(2\), got 3/);
   });
 
   test('an unreachable database is STORE_UNAVAILABLE with the cause kept', async () => {
@@ -202,9 +207,9 @@ describe('postgres store: options and failures', () => {
     }
   });
 
-  test('the schema is one baseline migration; a schema of a development build before it is refused', async () => {
-    assert.equal(MIGRATIONS.length, 1);
-    const sql = MIGRATIONS[0]!.sql;
+  test('the schema is one baseline migration and later files that only add; a schema of a development build before it is refused', async () => {
+    assert.equal(MIGRATIONS[0]!.name, 'baseline');
+    const sql = MIGRATIONS.map((m) => m.sql).join('\n');
     // Each function is defined once, in its final form: none is replaced or altered later.
     assert.doesNotMatch(sql, /CREATE OR REPLACE|ALTER FUNCTION|DROP FUNCTION/);
     // Name and argument list: hf_sweep has two signatures (with and without a history limit).
@@ -215,9 +220,10 @@ describe('postgres store: options and failures', () => {
     const q = pg.escapeIdentifier(schema);
     try {
       await (await openStore(schema, { listen: false })).close();
-      assert.doesNotMatch(migrationScript(schema, 1), /-- migration \d+:/, 'nothing after the baseline yet');
+      assert.doesNotMatch(migrationScript(schema, MIGRATIONS.length), /-- migration \d+:/, 'nothing more to apply');
       // What migrations 1-12 of the development history recorded.
       await admin(`UPDATE ${q}.migrations SET name = 'tables', checksum = '0123456789abcdef' WHERE version = 1;
+        DELETE FROM ${q}.migrations WHERE version > 1;
         INSERT INTO ${q}.migrations (version, name, checksum) SELECT v, 'old', 'old' FROM generate_series(2, 12) v`);
       for (const migrate of [true, false]) {
         const old = createPostgresStore(POSTGRES_URL, { schema, migrate, listen: false });
