@@ -61,8 +61,9 @@ function targets(rows: readonly Row[]): string[] {
     const n = find('postgres', caseName, 'naive-upsert', 'pairs/s');
     if (!h || !n) continue;
     const ratio = h.value / n.value;
-    out.push(`- postgres pairs/s, ${caseName}: holdfast/naive-upsert = ${ratio.toFixed(2)}× (target ≥ 0.80×): ${
-      ratio >= 0.8 ? 'met' : `MISSED, ${((1 - ratio / 0.8) * 100).toFixed(0)}% short of the target`}`);
+    const goal = caseName === '1 caller' ? 0.7 : 1.0; // issue 17
+    out.push(`- postgres pairs/s, ${caseName}: holdfast/naive-upsert = ${ratio.toFixed(2)}× (target ≥ ${goal.toFixed(2)}×): ${
+      ratio >= goal ? 'met' : `MISSED, ${((1 - ratio / goal) * 100).toFixed(0)}% short of the target`}`);
   }
   for (const waiters of ['1 waiter', '100 waiters']) {
     const p99 = find('handoff', `postgres, ${waiters}`, 'holdfast', 'p99') ?? find('postgres', `hand-off, ${waiters}`, 'holdfast', 'p99');

@@ -16,7 +16,7 @@ export function render(store = 'postgres') {
   const files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
   const migrations = files.map((file, index) => {
     const match = NAME.exec(file);
-    if (!match) throw new Error(`${file}: expected a name like 001_tables.sql`);
+    if (!match) throw new Error(`${file}: expected a name like 001_baseline.sql`);
     const version = Number(match[1]);
     if (version !== index + 1) throw new Error(`${file}: expected version ${index + 1} (no gaps, no duplicates)`);
     const sql = readFileSync(join(dir, file), 'utf8').replace(/\r\n/g, '\n');

@@ -4,7 +4,7 @@
  * single-table lock (`INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE expired` + `DELETE`; same
  * durability, same pool size) and `pg_try_advisory_lock` / `pg_advisory_unlock` (not durable: a
  * reference floor). holdfast's full paths serialize operations per key root (the first `/`
- * segment) and its lean paths per key path (migration 9), so 32 callers are measured on 32 roots
+ * segment) and its lean paths per key path (baseline part 9), so 32 callers are measured on 32 roots
  * and on 32 keys under one root.
  *
  * Holdfast's hand-off latency on Postgres is measured by the `handoff` suite; when that suite is

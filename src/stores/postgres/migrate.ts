@@ -46,6 +46,7 @@ async function migrateIn(client: Queryable, schema: string): Promise<number[]> {
   await client.query(MIGRATIONS_TABLE);
   const { rows } = await client.query('SELECT coalesce(max(version), 0) AS version FROM migrations');
   const current = Number(rows[0]?.['version'] ?? 0);
+  await checkBaseline(client, schema);
   if (current > LATEST_VERSION) {
     throw new Error(`schema ${JSON.stringify(schema)} is at migration ${current}, newer than this holdfast (${LATEST_VERSION}); upgrade holdfast`);
   }
@@ -61,6 +62,23 @@ async function migrateIn(client: Queryable, schema: string): Promise<number[]> {
   return applied;
 }
 
+/**
+ * Refuses a schema whose migration 1 is not this baseline: one made by a development build from
+ * before the 0.1.0 baseline (migrations 1-12 then, `001_tables` first). The package was
+ * unreleased, so there is no upgrade path; such a schema is dropped and created anew.
+ */
+async function checkBaseline(client: Queryable, schema: string): Promise<void> {
+  const baseline = MIGRATIONS[0];
+  if (baseline === undefined) return;
+  const { rows } = await client.query(`SELECT name, checksum FROM ${pg.escapeIdentifier(schema)}.migrations WHERE version = 1`);
+  const row = rows[0];
+  if (row === undefined || row['checksum'] === baseline.checksum) return;
+  throw new Error(
+    `schema ${JSON.stringify(schema)} was made by a development build of holdfast (its migration 1 is ${JSON.stringify(row['name'])}, ` +
+      `not this ${JSON.stringify(baseline.name)}); there is no upgrade path from it: drop the schema and open it again`,
+  );
+}
+
 /** Checks that a schema migrated by someone else is at this holdfast's version. */
 export async function checkVersion(pool: Queryable, schema: string): Promise<void> {
   const { rows } = await pool.query(
@@ -72,6 +90,7 @@ export async function checkVersion(pool: Queryable, schema: string): Promise<voi
   }
   const version = await pool.query(`SELECT coalesce(max(version), 0) AS version FROM ${pg.escapeIdentifier(schema)}.migrations`);
   const current = Number(version.rows[0]?.['version'] ?? 0);
+  await checkBaseline(pool, schema);
   if (current !== LATEST_VERSION) {
     throw new Error(`schema ${JSON.stringify(schema)} is at migration ${current}, this holdfast needs ${LATEST_VERSION}`);
   }

@@ -84,6 +84,25 @@ export interface PostgresStoreOptions {
    * @default 'holdfast'
    */
   applicationName?: string | undefined;
+  /**
+   * Group commit: the most lease operations (acquire, release, renew, poll, cancel) issued
+   * concurrently in this process that share one call and one commit. An operation is sent at
+   * once, alone, when no call is in flight; while one is, it waits and goes with the others that
+   * queued meanwhile, each operation keeping its own answer and error, in order (no timer, so no
+   * added latency for a lone caller). 1 to 64; 1 turns group commit off.
+   * @default 16
+   */
+  batchSize?: number | undefined;
+  /**
+   * Group commit: calls with lease operations in flight at once (each on a pooled connection),
+   * 1 to `poolSize`. Operations beyond them queue for the next call; one that waits there longer
+   * than `connectTimeoutMs` fails with STORE_UNAVAILABLE (the pool is exhausted), as a call that
+   * waits that long for a pooled connection does. With 2 lanes of 16, 32 callers kept both cores
+   * of the development machine busy (docs/benchmarks.md); more lanes suit a database with more
+   * cores, and keep a call that waits for a lock another process holds from delaying the rest.
+   * @default 2 (1 with `poolSize: 1`)
+   */
+  batchLanes?: number | undefined;
 }
 
 export const POSTGRES_DEFAULTS = Object.freeze({
@@ -99,6 +118,8 @@ export const POSTGRES_DEFAULTS = Object.freeze({
   autoSweep: true,
   historyLimit: 100_000,
   applicationName: 'holdfast',
+  batchSize: 16,
+  batchLanes: 2,
 });
 
 export interface ResolvedPostgresOptions {
@@ -114,6 +135,8 @@ export interface ResolvedPostgresOptions {
   autoSweep: boolean;
   historyLimit: number;
   applicationName: string;
+  batchSize: number;
+  batchLanes: number;
 }
 
 const OPTION_NAMES = new Set(Object.keys(POSTGRES_DEFAULTS));
@@ -160,12 +183,18 @@ export function resolvePostgresOptions(options: PostgresStoreOptions = {}): Reso
     autoSweep: boolean(options.autoSweep ?? POSTGRES_DEFAULTS.autoSweep, 'options.autoSweep'),
     historyLimit: integerIn(options.historyLimit ?? POSTGRES_DEFAULTS.historyLimit, 'options.historyLimit', 1000, 1_000_000_000),
     applicationName: options.applicationName ?? POSTGRES_DEFAULTS.applicationName,
+    batchSize: integerIn(options.batchSize ?? POSTGRES_DEFAULTS.batchSize, 'options.batchSize', 1, 64),
+    batchLanes: integerIn(options.batchLanes ?? POSTGRES_DEFAULTS.batchLanes, 'options.batchLanes', 1, 1000),
   };
   if (typeof resolved.applicationName !== 'string' || !/^[\x20-\x7e]{1,50}$/.test(resolved.applicationName)) {
     throw new InvalidRequestError('options.applicationName', `expected 1..50 printable ASCII characters, got ${typeName(resolved.applicationName)}`);
   }
   if (resolved.listenUrl !== undefined && (typeof resolved.listenUrl !== 'string' || !/^postgres(ql)?:\/\//i.test(resolved.listenUrl))) {
     throw new InvalidRequestError('options.listenUrl', `expected a postgres:// URL, got ${typeName(resolved.listenUrl)}`);
+  }
+  if (options.batchLanes === undefined) resolved.batchLanes = Math.min(resolved.batchLanes, resolved.poolSize);
+  if (pool === undefined && resolved.batchLanes > resolved.poolSize) {
+    throw new InvalidRequestError('options.batchLanes', `expected at most poolSize (${resolved.poolSize}), got ${resolved.batchLanes}`);
   }
   if (resolved.reconnectMaxMs < resolved.reconnectMinMs) {
     throw new InvalidRequestError('options.reconnectMaxMs', `expected at least reconnectMinMs (${resolved.reconnectMinMs}), got ${resolved.reconnectMaxMs}`);

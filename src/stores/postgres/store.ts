@@ -2,8 +2,8 @@
  * `postgres://`: the production store. The lock-table algorithm of `src/stores/table/` runs in
  * PostgreSQL itself, as plpgsql functions (migrations/*.sql), so each operation is one call, one
  * round trip, one READ COMMITTED transaction, serialized against the transactions it can conflict
- * with by advisory locks: on the keys' root segments (migrations/002_core.sql), or for the lean
- * acquire and release of one key on its path (migrations/009_lean_paths.sql; such a call may
+ * with by advisory locks: on the keys' root segments (migrations/001_baseline.sql, part 2), or for the lean
+ * acquire and release of one key on its path (part 9 of the baseline; such a call may
  * answer `retry`, and the full call follows in a transaction of its own).
  * Time is the database clock; fences come from a sequence and survive restarts.
  *
@@ -26,6 +26,7 @@ import {
   toAcquireOutcome, toChange, toHistory, toHoldfastError, toLease, toLockTable, toPollOutcome, toRenewOutcome,
   type SqlResult,
 } from './convert.js';
+import { GroupCommit, type BatchItem } from './group-commit.js';
 import { Listener } from './listener.js';
 import { checkVersion, migrate } from './migrate.js';
 import { resolvePostgresOptions, type PostgresStoreOptions, type ResolvedPostgresOptions } from './options.js';
@@ -48,6 +49,12 @@ const RECENT_GRANTS = 4096;
  * the admin operations (their second answer would differ from the first).
  */
 const IDEMPOTENT = new Set(['hf_renew', 'hf_poll', 'hf_get', 'hf_list', 'hf_history', 'hf_sweep', 'hf_follow_up', 'hf_recent_grants']);
+
+/** Times a call the deadlock detector aborted is sent again. */
+const DEADLOCK_RETRIES = 3;
+
+/** The lease operations that share calls and commits (group-commit.ts, hf_batch). */
+const BATCHED = new Set(['hf_acquire', 'hf_acquire_full', 'hf_release', 'hf_release_full', 'hf_renew', 'hf_poll', 'hf_cancel']);
 
 /** An error of a connection that was fine when the pool handed it out and then dropped. */
 function isDroppedConnection(error: unknown): boolean {
@@ -90,6 +97,7 @@ export class PostgresStore implements LockStore {
   #laneBusy = false;
   /** Pooled connections checked out now (the pool's acquire and release events). */
   #inUse = 0;
+  readonly #group: GroupCommit;
 
   constructor(url: string, options: PostgresStoreOptions = {}) {
     this.#options = resolvePostgresOptions(options);
@@ -109,6 +117,17 @@ export class PostgresStore implements LockStore {
     });
     this.#pool.on('release', () => {
       this.#inUse = Math.max(0, this.#inUse - 1);
+    });
+    this.#group = new GroupCommit({
+      lanes: this.#options.batchLanes,
+      maxBatch: this.#options.batchSize,
+      idempotent: IDEMPOTENT,
+      isDropped: isDroppedConnection,
+      convert: (error) => this.#poolExhausted(error) ?? toHoldfastError(error),
+      queueTimeoutMs: this.#options.connectTimeoutMs,
+      queueTimeout: (waiting) => this.#exhausted(waiting, this.#options.batchLanes, null),
+      single: (fn, args) => this.#call(fn, args, undefined),
+      batch: async (ops) => (await this.#call('hf_batch', [JSON.stringify(ops)], undefined)) as BatchItem[],
     });
     this.info = { kind: 'postgres', durable: true, wakeups: this.#options.listen ? 'complete' : 'local' };
     this.#listener = this.#options.listen
@@ -177,20 +196,27 @@ export class PostgresStore implements LockStore {
   async #query(fn: string, args: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
     if (this.#closed) throw new StoreUnavailableError('the store is closed');
     signal?.throwIfAborted();
+    const run = BATCHED.has(fn) ? this.#group.submit(fn, args, signal) : this.#call(fn, args, signal);
+    return this.#track(run);
+  }
+
+  /** The call itself, once migrations are in place; errors as holdfast errors. */
+  async #call(fn: string, args: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
     const text = `SELECT ${this.#schema}.${fn}(${args.map((_, i) => `$${i + 1}`).join(', ')}) AS r`;
-    const run = async (): Promise<unknown> => {
-      await this.#ensureReady();
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const result = await this.#pool.query(text, args);
-          return (result.rows[0] as { r: unknown } | undefined)?.r ?? null;
-        } catch (error) {
-          if (attempt === 1 && IDEMPOTENT.has(fn) && isDroppedConnection(error) && !this.#closed && !signal?.aborted) continue;
-          throw this.#poolExhausted(error) ?? toHoldfastError(error);
-        }
+    await this.#ensureReady();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.#pool.query(text, args);
+        return (result.rows[0] as { r: unknown } | undefined)?.r ?? null;
+      } catch (error) {
+        if (attempt === 1 && IDEMPOTENT.has(fn) && isDroppedConnection(error) && !this.#closed && !signal?.aborted) continue;
+        // Aborted by the deadlock detector (a cycle it saw while a batch's operation waited its
+        // 1 ms, 002_group_commit.sql): the transaction rolled back, so any call may go again.
+        if (attempt <= DEADLOCK_RETRIES && (error as { code?: unknown } | null)?.code === '40P01' && !this.#closed) continue;
+        if (fn === 'hf_batch') throw error; // group-commit.ts tells a dropped call from one PostgreSQL refused
+        throw this.#poolExhausted(error) ?? toHoldfastError(error);
       }
-    };
-    return this.#track(run());
+    }
   }
 
   /**
@@ -200,14 +226,17 @@ export class PostgresStore implements LockStore {
   #poolExhausted(error: unknown): StoreUnavailableError | null {
     const message = (error as { message?: unknown } | null)?.message;
     if (typeof message !== 'string' || !/timeout exceeded when trying to connect/i.test(message)) return null;
-    const pool = this.#pool;
-    const max = pool.options.max ?? this.#options.poolSize;
+    const max = this.#pool.options.max ?? this.#options.poolSize;
     if (this.#inUse < max) return null;
-    const waitMs = pool.options.connectionTimeoutMillis ?? this.#options.connectTimeoutMs;
+    return this.#exhausted(this.#pool.waitingCount, max, error);
+  }
+
+  #exhausted(waiting: number, connections: number, cause: unknown): StoreUnavailableError {
+    const waitMs = this.#pool.options.connectionTimeoutMillis ?? this.#options.connectTimeoutMs;
     return new StoreUnavailableError(
-      `the PostgreSQL connection pool is exhausted: all ${max} connections were busy for ${waitMs} ms ` +
-        `(${pool.waitingCount} more calls waiting); raise poolSize or connectTimeoutMs, or make fewer concurrent calls`,
-      { cause: error },
+      `the PostgreSQL connection pool is exhausted: all ${connections} connections were busy for ${waitMs} ms ` +
+        `(${waiting} more calls waiting); raise poolSize or connectTimeoutMs, or make fewer concurrent calls`,
+      cause === null ? {} : { cause },
     );
   }
 
@@ -215,7 +244,7 @@ export class PostgresStore implements LockStore {
   async #write(fn: string, args: unknown[], signal: AbortSignal | undefined): Promise<unknown> {
     let result = (await this.#query(fn, [...args, this.#origin], signal)) as SqlResult & { retry?: boolean };
     // A lean call (hf_acquire, hf_release) that needs the full one answers `retry` instead of
-    // upgrading its path locks (migration 9); the full call runs in a transaction of its own.
+    // upgrading its path locks (baseline part 9); the full call runs in a transaction of its own.
     if (result.retry === true) result = (await this.#query(`${fn}_full`, [...args, this.#origin], signal)) as SqlResult;
     this.#absorb(result);
     return result.value;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import { InvalidRequestError, StoreUnavailableError } from '../../../src/model/errors.js';
+import { MIGRATIONS } from '../../../src/stores/postgres/migrations.generated.js';
 import { createPostgresStore, migrationScript } from '../../../src/stores/postgres/store.js';
 import type { StoreChange } from '../../../src/stores/store.js';
 import { admin, dropSchema, freshSchema, openStore, POSTGRES_URL, request, sleep, suiteStore } from './helpers.js';
@@ -168,6 +169,11 @@ describe('postgres store: options and failures', () => {
       assert.throws(() => createPostgresStore('postgres://x/y', { applicationName: name as string }), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.applicationName');
     }
     assert.throws(() => createPostgresStore('mysql://x/y'), (e: unknown) => e instanceof InvalidRequestError && e.field === 'url');
+    for (const batchSize of [0, 65, 1.5]) {
+      assert.throws(() => createPostgresStore('postgres://x/y', { batchSize }), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.batchSize');
+    }
+    assert.throws(() => createPostgresStore('postgres://x/y', { batchLanes: 0 }), (e: unknown) => e instanceof InvalidRequestError && e.field === 'options.batchLanes');
+    assert.throws(() => createPostgresStore('postgres://x/y', { poolSize: 2, batchLanes: 3 }), /at most poolSize \(2\), got 3/);
   });
 
   test('an unreachable database is STORE_UNAVAILABLE with the cause kept', async () => {
@@ -201,33 +207,29 @@ describe('postgres store: options and failures', () => {
     }
   });
 
-  test('migrationScript(schema, since) upgrades a schema of the previous version by hand', async () => {
+  test('the schema is one baseline migration and later files that only add; a schema of a development build before it is refused', async () => {
+    assert.equal(MIGRATIONS[0]!.name, 'baseline');
+    const sql = MIGRATIONS.map((m) => m.sql).join('\n');
+    // Each function is defined once, in its final form: none is replaced or altered later.
+    assert.doesNotMatch(sql, /CREATE OR REPLACE|ALTER FUNCTION|DROP FUNCTION/);
+    // Name and argument list: hf_sweep has two signatures (with and without a history limit).
+    const names = [...sql.matchAll(/^CREATE FUNCTION (\w+\([^)]*\))/gm)].map((m) => m[1]!);
+    assert.ok(names.length > 40);
+    assert.deepEqual(names.filter((n, i) => names.indexOf(n) !== i), []);
     const schema = freshSchema();
     const q = pg.escapeIdentifier(schema);
     try {
-      // A schema as migration 11 left it: grants dated by the operation's first clock reading
-      // (migration 12 only replaces functions, which the script does again either way).
       await (await openStore(schema, { listen: false })).close();
-      await admin(`DELETE FROM ${q}.migrations WHERE version = 12;
-        CREATE OR REPLACE FUNCTION ${q}.hf_grant(p_id text, p_owner text, p_resources jsonb, p_ttl_ms bigint, p_request_id text,
-          p_metadata jsonb, p_lock_delay_ms bigint, p_now bigint) RETURNS ${q}.leases LANGUAGE plpgsql
-          AS $$ BEGIN RAISE EXCEPTION 'the version before migration 12'; END $$`);
-      const stale = createPostgresStore(POSTGRES_URL, { schema, migrate: false, listen: false });
-      await assert.rejects(stale.list(), /at migration 11, this holdfast needs 12/);
-      await stale.close();
-      const script = migrationScript(schema, 11);
-      assert.doesNotMatch(script, /-- migration ([1-9]|1[01]):/);
-      assert.match(script, /-- migration 12:/);
-      await admin(`BEGIN; ${script} COMMIT;`);
-      const [grant] = await admin<{ src: string }>(
-        `SELECT prosrc AS src FROM pg_proc WHERE proname = 'hf_grant' AND pronamespace = '${q}'::regnamespace`);
-      assert.match(grant!.src, /greatest\(p_now, hf_now\(\)\)/, 'the script replaced hf_grant');
-      const store = await openStore(schema, { migrate: false, listen: false });
-      assert.equal((await store.acquire(request({ owner: 'o', resources: ['up/k'] }), once)).status, 'granted');
-      assert.equal(typeof (await store.sweep()), 'number', 'the live lease is the next due item');
-      // Processes of the previous version still sweep with the two-argument function.
-      await admin(`SELECT ${q}.hf_sweep(10, 'old')`);
-      await store.close();
+      assert.doesNotMatch(migrationScript(schema, MIGRATIONS.length), /-- migration \d+:/, 'nothing more to apply');
+      // What migrations 1-12 of the development history recorded.
+      await admin(`UPDATE ${q}.migrations SET name = 'tables', checksum = '0123456789abcdef' WHERE version = 1;
+        DELETE FROM ${q}.migrations WHERE version > 1;
+        INSERT INTO ${q}.migrations (version, name, checksum) SELECT v, 'old', 'old' FROM generate_series(2, 12) v`);
+      for (const migrate of [true, false]) {
+        const old = createPostgresStore(POSTGRES_URL, { schema, migrate, listen: false });
+        await assert.rejects(old.list(), /made by a development build of holdfast .*"tables".*no upgrade path/);
+        await old.close();
+      }
     } finally {
       await dropSchema(schema);
     }

@@ -1,5 +1,5 @@
 /**
- * A grant is dated when it is made (migration 12). An operation reads the store's clock once, after
+ * A grant is dated when it is made (baseline part 12). An operation reads the store's clock once, after
  * its first locks; if it then waits (here: for a row lock) while another transaction ends a lease
  * under another root, and then takes that root's lock and grants what that lease freed, the grant
  * must not be dated before that lease's end: the store's own history would show two conflicting

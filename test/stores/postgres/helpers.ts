@@ -80,7 +80,7 @@ export async function holdRoot(schema: string, root: string): Promise<{ release:
   };
 }
 
-/** Holds the path locks of `key` (migration 9: its ancestors shared, the key exclusive) in an open transaction. */
+/** Holds the path locks of `key` (baseline part 9: its ancestors shared, the key exclusive) in an open transaction. */
 export async function holdPath(schema: string, key: string): Promise<{ release: () => Promise<void> }> {
   const client = new pg.Client({ connectionString: POSTGRES_URL });
   await client.connect();

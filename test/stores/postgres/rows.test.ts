@@ -1,6 +1,6 @@
 /**
- * Row invariants of the Postgres store's tables that no constraint enforces (migration 11 dropped
- * the foreign key of key rows to their lease): after a mix of every operation (lean and full
+ * Row invariants of the Postgres store's tables that no constraint enforces (key rows have
+ * no foreign key to their lease, baseline part 11): after a mix of every operation (lean and full
  * acquires, shared and several-key leases, hand-offs, renewals, releases, expiries settled by
  * sweeps, releaseOwner, forceRelease, lock-delays), every key row belongs to a lease and every
  * lease has exactly its resources as key rows.
