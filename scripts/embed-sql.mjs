@@ -4,8 +4,9 @@
 // SQL files at run time. Run it after editing a migration (`npm run embed-sql`); `--check` exits 1
 // when the module is out of date (a test runs it).
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeOrCheck } from './generated-file.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const dir = join(root, 'src', 'stores', 'postgres', 'migrations');
@@ -43,20 +44,4 @@ ${entries}]);
 `;
 }
 
-const check = process.argv.includes('--check');
-const text = render();
-let current = null;
-try {
-  current = readFileSync(target, 'utf8');
-} catch {
-  current = null;
-}
-if (check) {
-  if (current !== text) {
-    console.error(`${target} is out of date: run node scripts/embed-sql.mjs`);
-    process.exit(1);
-  }
-} else if (current !== text) {
-  writeFileSync(target, text);
-  console.log(`wrote ${target}`);
-}
+writeOrCheck(target, render(), 'node scripts/embed-sql.mjs');

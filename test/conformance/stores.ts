@@ -9,6 +9,9 @@
  *              the same through a PgBouncer in transaction pooling mode (4 server connections
  *              shared by every object of the test file; LISTEN goes to the server directly, as
  *              `listenUrl` lets a deployment do), started once per test file
+ *   redis      a random namespace (`?prefix=conf-<random>`) on the named Redis (`redis` alone:
+ *              redis://127.0.0.1:6379/0), its keys deleted afterwards; not durable (the shared
+ *              Redis has no persistence; test/stores/redis/ restarts Redis servers of its own)
  *   http+memory, http+sqlite
  *              a holdfast server (`buildServer`, on an ephemeral port of 127.0.0.1) over a new
  *              memory store or a new SQLite file; the `Locks` objects talk to it over HTTP
@@ -31,8 +34,10 @@ import { after, afterEach, beforeEach, describe } from 'node:test';
 import { buildServer, openLocks, openStore, type Locks, type LocksOptions, type LockStore } from '../../src/index.js';
 import { startPgBouncer, type PgBouncer } from '../stores/postgres/pgbouncer.js';
 import { ForwardingStore } from './forwarding-store.js';
+import { redisNamespace } from './redis-backend.js';
 
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test';
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379/0';
 
 /** Per-test timeout: a test that hangs fails instead of holding the run. */
 export const TIMEOUT = { timeout: 60_000 } as const;
@@ -206,6 +211,16 @@ async function pgbouncerBackend(url: string): Promise<Backend> {
   };
 }
 
+/** A random namespace (`?prefix=`) on the Redis at `url`, its keys deleted afterwards. */
+async function redisBackend(url: string): Promise<Backend> {
+  const namespace = redisNamespace(url);
+  return {
+    rawStore: async () => new OnceClosingStore(await openStore(namespace.url)),
+    openLocks: (options) => openLocks(namespace.url, options),
+    dispose: () => namespace.drop(),
+  };
+}
+
 /**
  * A holdfast server of its own over a new memory store or SQLite file, on an ephemeral port.
  * A `reopen()` drops the clients (their connections closed first); the server and its store go on.
@@ -244,6 +259,8 @@ async function openBackend(entry: StoreEntry): Promise<Backend> {
         return await sqliteBackend();
       case 'postgres':
         return entry.label === 'postgres+pgbouncer' ? await pgbouncerBackend(entry.url) : await postgresBackend(entry.url);
+      case 'redis':
+        return await redisBackend(entry.url === 'redis' ? DEFAULT_REDIS_URL : entry.url);
       case 'http':
         return await httpBackend(entry.url === 'http+sqlite' ? 'sqlite' : 'memory');
       default:
