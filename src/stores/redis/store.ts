@@ -11,7 +11,8 @@
  * published from the functions' answers. An unref'd timer at the next due time sweeps expiries.
  *
  * Client: node-redis 5 (`@redis/client`), the maintained Node client (ioredis is in best-effort
- * maintenance); one multiplexed connection for operations, one for the inbox's blocking XREAD.
+ * maintenance); one multiplexed connection for operations (CLIENT SETNAME `holdfast:<prefix>`),
+ * one for the inbox's blocking XREAD (`holdfast-inbox:<prefix>`), opened with the first ticket.
  */
 import { randomBytes } from 'node:crypto';
 import { createClient, type RedisClientType } from '@redis/client';
@@ -58,6 +59,7 @@ export class RedisStore implements LockStore {
     this.#base = baseOf(options.prefix);
     this.#client = createClient({
       url,
+      name: `holdfast:${options.prefix}`,
       disableOfflineQueue: true,
       socket: {
         connectTimeout: options.connectTimeoutMs,
@@ -199,7 +201,7 @@ export class RedisStore implements LockStore {
   /** The inbox reader starts with the first ticket this object queues. */
   #startInbox(): void {
     if (this.#inbox !== null || this.#closed) return;
-    const reader = this.#client.duplicate({ disableOfflineQueue: false }) as RedisClientType;
+    const reader = this.#client.duplicate({ name: `holdfast-inbox:${this.#options.prefix}`, disableOfflineQueue: false }) as RedisClientType;
     reader.on('error', () => {});
     this.#inbox = new Inbox(reader, `${this.#base}in:${this.#origin}`, (change) => {
       if (!this.#closed) this.#hub.publishOnce(change);

@@ -48,7 +48,7 @@ export class PrivateRedis {
     const { appendfsync, replicaOf } = this.#options;
     const args = [
       '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--daemonize', 'no',
-      '--appendonly', appendfsync === null ? 'no' : 'yes', '--protected-mode', 'no', '--loglevel', 'warning',
+      '--appendonly', appendfsync === null ? 'no' : 'yes', '--protected-mode', 'no', '--loglevel', 'warning', '--repl-diskless-sync-delay', '0',
     ];
     if (appendfsync !== null) args.push('--appendfsync', appendfsync);
     if (replicaOf !== undefined) args.push('--replicaof', '127.0.0.1', String(replicaOf));
