@@ -4,8 +4,9 @@
 // SQL files at run time. Run it after editing a migration (`npm run embed-sql`); `--check` exits 1
 // when the module is out of date (a test runs it).
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeOrCheck } from './generated-file.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const STORES = ['postgres', 'mysql'];
@@ -43,23 +44,7 @@ ${entries}]);
 `;
 }
 
-const check = process.argv.includes('--check');
 for (const store of STORES) {
   const target = join(root, 'src', 'stores', store, 'migrations.generated.ts');
-  const text = render(store);
-  let current = null;
-  try {
-    current = readFileSync(target, 'utf8');
-  } catch {
-    current = null;
-  }
-  if (check) {
-    if (current !== text) {
-      console.error(`${target} is out of date: run node scripts/embed-sql.mjs`);
-      process.exitCode = 1;
-    }
-  } else if (current !== text) {
-    writeFileSync(target, text);
-    console.log(`wrote ${target}`);
-  }
+  writeOrCheck(target, render(store), 'node scripts/embed-sql.mjs');
 }

@@ -5,6 +5,7 @@
  *   postgres://...          PostgreSQL (also postgresql://; `?schema=NAME`, default holdfast)
  *   mysql://.../database    MySQL or MariaDB (also mariadb://)
  *   etcd://host:port,...    an etcd cluster (`/prefix` optional, default holdfast/)
+ *   redis://host:port/N     Redis 7+ (also rediss://; `?prefix=NAME`, default holdfast)
  *   http(s)://host:port     a holdfast server
  * Store modules load on demand, so a store's driver is only required when that store is used.
  */
@@ -58,6 +59,13 @@ const openMysql: StoreOpener = async (url, options) => {
 };
 registerStore('mysql', openMysql);
 registerStore('mariadb', openMysql);
+/** `redis://host:6379/0?prefix=NAME`: Redis 7+, the namespace named in the URL or `prefix`. */
+const openRedis: StoreOpener = async (url, options) => {
+  const { createRedisStore } = await import('../stores/redis/store.js');
+  return createRedisStore(url, options);
+};
+registerStore('redis', openRedis);
+registerStore('rediss', openRedis);
 
 /** `http(s)://host:port`: the library through a holdfast server. */
 const openHttp: StoreOpener = async (url, options) => {

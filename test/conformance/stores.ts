@@ -11,6 +11,9 @@
  *              `listenUrl` lets a deployment do), started once per test file
  *   mysql      a new database `hf_conf_<random>`, dropped afterwards (mysql-backend.ts; `mysql` alone
  *              means `HOLDFAST_MYSQL_URL`, default mysql://root@127.0.0.1:3306/test)
+ *   redis      a random namespace (`?prefix=conf-<random>`) on the named Redis (`redis` alone:
+ *              redis://127.0.0.1:6379/0), its keys deleted afterwards; not durable (the shared
+ *              Redis has no persistence; test/stores/redis/ restarts Redis servers of its own)
  *   http+memory, http+sqlite
  *              a holdfast server (`buildServer`, on an ephemeral port of 127.0.0.1) over a new
  *              memory store or a new SQLite file; the `Locks` objects talk to it over HTTP
@@ -37,8 +40,10 @@ import { EtcdCluster } from '../stores/etcd/cluster.js';
 import { startPgBouncer, type PgBouncer } from '../stores/postgres/pgbouncer.js';
 import { ForwardingStore } from './forwarding-store.js';
 import { DEFAULT_MYSQL_URL, mysqlBackend } from './mysql-backend.js';
+import { redisNamespace } from './redis-backend.js';
 
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test';
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379/0';
 
 /** Per-test timeout: a test that hangs fails instead of holding the run. */
 export const TIMEOUT = { timeout: 60_000 } as const;
@@ -76,7 +81,7 @@ function entryOf(spec: string): StoreEntry {
 /** The stores to run against, from `HOLDFAST_CONFORMANCE_STORES` or the default matrix. */
 export function storeMatrix(): StoreEntry[] {
   const raw = process.env['HOLDFAST_CONFORMANCE_STORES'];
-  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'postgres+pgbouncer', 'mysql', 'etcd', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const specs = raw === undefined || raw.trim() === '' ? ['memory', 'sqlite', 'postgres', 'postgres+pgbouncer', 'mysql', 'etcd', 'redis', 'http+memory', 'http+sqlite'] : raw.split(',').map((s) => s.trim()).filter(Boolean);
   return joinEtcdMembers(specs).map(entryOf);
 }
 
@@ -227,6 +232,16 @@ async function pgbouncerBackend(url: string): Promise<Backend> {
   };
 }
 
+/** A random namespace (`?prefix=`) on the Redis at `url`, its keys deleted afterwards. */
+async function redisBackend(url: string): Promise<Backend> {
+  const namespace = redisNamespace(url);
+  return {
+    rawStore: async () => new OnceClosingStore(await openStore(namespace.url)),
+    openLocks: (options) => openLocks(namespace.url, options),
+    dispose: () => namespace.drop(),
+  };
+}
+
 /**
  * A holdfast server of its own over a new memory store or SQLite file, on an ephemeral port.
  * A `reopen()` drops the clients (their connections closed first); the server and its store go on.
@@ -313,6 +328,8 @@ async function openBackend(entry: StoreEntry): Promise<Backend> {
         return await mysqlBackend(entry.url, (store) => new OnceClosingStore(store));
       case 'etcd':
         return await etcdBackend(entry.url);
+      case 'redis':
+        return await redisBackend(entry.url === 'redis' ? DEFAULT_REDIS_URL : entry.url);
       case 'http':
         return await httpBackend(entry.url === 'http+sqlite' ? 'sqlite' : 'memory');
       default:

@@ -4,6 +4,7 @@
  */
 import { HoldfastError, InvalidRequestError, StoreUnavailableError, type Holder } from '../../model/errors.js';
 import type { HistoryEvent, HeldLock, LeaseRecord, LockTable, QueuedWaiter } from '../../model/types.js';
+import { acquireOutcomeOf, pollOutcomeOf, renewOutcomeOf, unexpectedAnswer, type RowReaders } from '../outcomes.js';
 import type { AcquireOutcome, PollOutcome, RenewOutcome, StoreChange } from '../store.js';
 
 /** What every writing SQL function returns (`hf_result`). */
@@ -48,42 +49,11 @@ function toHolders(rows: unknown): Holder[] {
   }));
 }
 
-export function toAcquireOutcome(value: unknown): AcquireOutcome {
-  const v = value as Row;
-  const now = Number(v['now']);
-  switch (v['status']) {
-    case 'granted':
-      return { status: 'granted', lease: toLease(v['lease'] as Row), now };
-    case 'busy':
-      return { status: 'busy', holders: toHolders(v['holders']), retryAfterMs: Number(v['retryAfterMs']), now };
-    case 'queued':
-      return {
-        status: 'queued', ticket: String(v['ticket']), holders: toHolders(v['holders']),
-        retryAfterMs: Number(v['retryAfterMs']), nextCheckMs: Number(v['nextCheckMs']), now,
-      };
-    default:
-      throw new StoreUnavailableError(`unexpected answer from the database: ${JSON.stringify(v).slice(0, 200)}`);
-  }
-}
+const POSTGRES_ROWS: RowReaders = { lease: toLease, holders: toHolders };
 
-export function toPollOutcome(value: unknown): PollOutcome {
-  const v = value as Row;
-  if (v['status'] === 'gone') return { status: 'gone', now: Number(v['now']) };
-  const outcome = toAcquireOutcome(value);
-  if (outcome.status === 'queued') {
-    const { ticket: _ticket, ...rest } = outcome;
-    return rest;
-  }
-  if (outcome.status === 'granted') return outcome;
-  throw new StoreUnavailableError(`unexpected answer from the database: ${JSON.stringify(v).slice(0, 200)}`);
-}
-
-export function toRenewOutcome(value: unknown): RenewOutcome {
-  const v = value as Row;
-  const now = Number(v['now']);
-  if (v['status'] === 'renewed') return { status: 'renewed', lease: toLease(v['lease'] as Row), now };
-  return { status: v['status'] === 'lost' ? 'lost' : 'unknown', now };
-}
+export const toAcquireOutcome = (value: unknown): AcquireOutcome => acquireOutcomeOf(value, POSTGRES_ROWS);
+export const toPollOutcome = (value: unknown): PollOutcome => pollOutcomeOf(value, POSTGRES_ROWS);
+export const toRenewOutcome = (value: unknown): RenewOutcome => renewOutcomeOf(value, POSTGRES_ROWS);
 
 const byKeyThenFence = (a: HeldLock, b: HeldLock): number => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.fence - b.fence);
 

@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import { typeName } from '../../model/duration.js';
 import { InvalidRequestError } from '../../model/errors.js';
+import { booleanOption, integerIn } from '../../model/option-checks.js';
 
 export interface PostgresStoreOptions {
   /**
@@ -141,18 +142,6 @@ export interface ResolvedPostgresOptions {
 
 const OPTION_NAMES = new Set(Object.keys(POSTGRES_DEFAULTS));
 
-function integerIn(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidRequestError(field, `expected an integer ${min}..${max}, got ${typeName(value)}`);
-  }
-  return value;
-}
-
-function boolean(value: unknown, field: string): boolean {
-  if (typeof value !== 'boolean') throw new InvalidRequestError(field, `expected true or false, got ${typeName(value)}`);
-  return value;
-}
-
 /** Fills in defaults and checks every option, naming the bad one. */
 export function resolvePostgresOptions(options: PostgresStoreOptions = {}): ResolvedPostgresOptions {
   if (typeof options !== 'object' || options === null) {
@@ -172,15 +161,15 @@ export function resolvePostgresOptions(options: PostgresStoreOptions = {}): Reso
   }
   const resolved: ResolvedPostgresOptions = {
     schema,
-    migrate: boolean(options.migrate ?? POSTGRES_DEFAULTS.migrate, 'options.migrate'),
+    migrate: booleanOption(options.migrate ?? POSTGRES_DEFAULTS.migrate, 'options.migrate'),
     poolSize: integerIn(options.poolSize ?? POSTGRES_DEFAULTS.poolSize, 'options.poolSize', 1, 1000),
     pool,
-    listen: boolean(options.listen ?? POSTGRES_DEFAULTS.listen, 'options.listen'),
+    listen: booleanOption(options.listen ?? POSTGRES_DEFAULTS.listen, 'options.listen'),
     listenUrl: options.listenUrl ?? POSTGRES_DEFAULTS.listenUrl,
     connectTimeoutMs: integerIn(options.connectTimeoutMs ?? POSTGRES_DEFAULTS.connectTimeoutMs, 'options.connectTimeoutMs', 100, 600_000),
     reconnectMinMs: integerIn(options.reconnectMinMs ?? POSTGRES_DEFAULTS.reconnectMinMs, 'options.reconnectMinMs', 10, 600_000),
     reconnectMaxMs: integerIn(options.reconnectMaxMs ?? POSTGRES_DEFAULTS.reconnectMaxMs, 'options.reconnectMaxMs', 10, 600_000),
-    autoSweep: boolean(options.autoSweep ?? POSTGRES_DEFAULTS.autoSweep, 'options.autoSweep'),
+    autoSweep: booleanOption(options.autoSweep ?? POSTGRES_DEFAULTS.autoSweep, 'options.autoSweep'),
     historyLimit: integerIn(options.historyLimit ?? POSTGRES_DEFAULTS.historyLimit, 'options.historyLimit', 1000, 1_000_000_000),
     applicationName: options.applicationName ?? POSTGRES_DEFAULTS.applicationName,
     batchSize: integerIn(options.batchSize ?? POSTGRES_DEFAULTS.batchSize, 'options.batchSize', 1, 64),

@@ -27,6 +27,7 @@ import {
   type SqlResult,
 } from './convert.js';
 import { GroupCommit, type BatchItem } from './group-commit.js';
+import { ChangeHub } from '../change-hub.js';
 import { Listener } from './listener.js';
 import { checkVersion, migrate } from './migrate.js';
 import { resolvePostgresOptions, type PostgresStoreOptions, type ResolvedPostgresOptions } from './options.js';
@@ -39,8 +40,6 @@ export { migrationScript } from './migrate.js';
 const FOLLOW_UP_ROUNDS = 5;
 /** Items of each kind one sweep settles. */
 const SWEEP_BATCH = 500;
-/** Grants remembered so a notification or a catch-up does not announce one twice. */
-const RECENT_GRANTS = 4096;
 
 /**
  * Functions that may run twice with the same effect and answer: read-only ones, renewals (from
@@ -80,10 +79,9 @@ export class PostgresStore implements LockStore {
   readonly #schema: string;
   /** Tells this object's own notifications from other processes' ones. */
   readonly #origin = randomBytes(9).toString('base64url');
-  readonly #listeners = new Set<(change: StoreChange) => void>();
+  readonly #hub = new ChangeHub();
   readonly #listener: Listener | null;
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #recent = new Set<string>();
   #ready: Promise<void> | null = null;
   #closed = false;
   #timer: NodeJS.Timeout | null = null;
@@ -252,7 +250,7 @@ export class PostgresStore implements LockStore {
 
   #absorb(result: SqlResult): void {
     this.#clock = { store: result.now, local: performance.now() };
-    this.#publish(result.changes);
+    this.#hub.publish(result.changes);
     this.#arm(result.nextDue, result.now);
     if (result.roots.length > 0 || result.tickets.length > 0) {
       for (const root of result.roots) this.#deferred.roots.add(root);
@@ -289,27 +287,6 @@ export class PostgresStore implements LockStore {
     void this.#track(run());
   }
 
-  #publish(changes: readonly StoreChange[]): void {
-    for (const change of changes) {
-      for (const id of change.granted) this.#remember(id);
-      for (const listener of this.#listeners) {
-        try {
-          listener(change);
-        } catch {
-          // A listener's failure is its own; it never breaks the store.
-        }
-      }
-    }
-  }
-
-  /** Returns false when the grant was announced already. */
-  #remember(id: string): boolean {
-    if (this.#recent.has(id)) return false;
-    this.#recent.add(id);
-    if (this.#recent.size > RECENT_GRANTS) this.#recent.delete(this.#recent.values().next().value!);
-    return true;
-  }
-
   #onNotification(payload: string): void {
     let message: { o?: unknown; c?: unknown };
     try {
@@ -319,8 +296,7 @@ export class PostgresStore implements LockStore {
     }
     if (message.o === this.#origin || this.#closed) return;
     const change = toChange(message.c);
-    if (change === null || !change.granted.every((id) => this.#remember(id))) return;
-    this.#publish([change]);
+    if (change !== null) this.#hub.publishOnce(change);
   }
 
   /** After the LISTEN connection came back: announce the grants made while it was down. */
@@ -331,7 +307,7 @@ export class PostgresStore implements LockStore {
     this.#query('hf_recent_grants', [since], undefined)
       .then((value) => {
         const changes = ((value as unknown[] | null) ?? []).map(toChange).filter((c): c is StoreChange => c !== null);
-        this.#publish(changes.filter((c) => c.granted.every((id) => this.#remember(id))));
+        for (const change of changes) this.#hub.publishOnce(change);
       })
       .catch(() => {});
   }
@@ -405,8 +381,7 @@ export class PostgresStore implements LockStore {
   }
 
   watch(listener: (change: StoreChange) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#hub.watch(listener);
   }
 
   async close(): Promise<void> {
@@ -416,7 +391,7 @@ export class PostgresStore implements LockStore {
     this.#timer = null;
     await this.#listener?.close();
     await Promise.allSettled([...this.#pending]);
-    this.#listeners.clear();
+    this.#hub.clear();
     if (this.#ownPool) await this.#pool.end().catch(() => {});
   }
 }

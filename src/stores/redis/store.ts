@@ -1,0 +1,323 @@
+/**
+ * `redis://host:6379/N[?prefix=NAME]`: the lock table in Redis 7+. The algorithm of
+ * `src/stores/table/` runs inside Redis as one library of Functions (library.lua), loaded when
+ * the store opens (and again when Redis lost it: a restart without persistence, FUNCTION FLUSH),
+ * so each operation is one atomic call and one round trip, with time from the server's `TIME`.
+ * Every key of a namespace shares one hash tag, so a Redis Cluster keeps a namespace in one slot.
+ *
+ * Wake-ups: the library appends each grant of a queued ticket to the inbox stream of the store
+ * object that queued it (inbox.ts), so a waiter in this or any other process is woken without
+ * polling, and only the waiters a grant concerns are. Changes made through this object are
+ * published from the functions' answers. An unref'd timer at the next due time sweeps expiries.
+ *
+ * Client: node-redis 5 (`@redis/client`), the maintained Node client (ioredis is in best-effort
+ * maintenance); one multiplexed connection for operations (CLIENT SETNAME `holdfast:<prefix>`),
+ * one for the inbox's blocking XREAD (`holdfast-inbox:<prefix>`), opened with the first ticket.
+ */
+import { randomBytes } from 'node:crypto';
+import { createClient, type RedisClientType } from '@redis/client';
+import { InvalidRequestError, StoreUnavailableError } from '../../model/errors.js';
+import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../../model/types.js';
+import type {
+  AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
+  PollOutcome, RenewOutcome, StoreChange, StoreInfo,
+} from '../store.js';
+import {
+  requestJson, toAcquireOutcome, toFunctionResult, toHistory, toHoldfastError, toLease, toLockTable, toPollOutcome,
+  toRenewOutcome, type FunctionResult,
+} from './convert.js';
+import { ChangeHub } from '../change-hub.js';
+import { Inbox } from './inbox.js';
+import { LIBRARY_CODE, LIBRARY_VERSION } from './library.generated.js';
+import { resolveRedisOptions, validatePrefix, type RedisStoreOptions, type ResolvedRedisOptions } from './options.js';
+
+export type { RedisStoreOptions } from './options.js';
+export { REDIS_DEFAULTS, resolveRedisOptions } from './options.js';
+
+/** The key base of a namespace: every key of the store starts with it (one hash tag). */
+export function baseOf(prefix: string): string {
+  return `hf:{${prefix}}:`;
+}
+
+export class RedisStore implements LockStore {
+  readonly info: StoreInfo = { kind: 'redis', durable: false, wakeups: 'complete' };
+  readonly #options: ResolvedRedisOptions;
+  readonly #client: RedisClientType;
+  readonly #base: string;
+  /** Names this object's inbox; tells the library where to push grants of its tickets. */
+  readonly #origin = randomBytes(9).toString('base64url');
+  readonly #hub = new ChangeHub();
+  readonly #pending = new Set<Promise<unknown>>();
+  #inbox: Inbox | null = null;
+  #closed = false;
+  #inFlight = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #timerAt = Infinity;
+
+  private constructor(url: string, options: ResolvedRedisOptions) {
+    this.#options = options;
+    this.#base = baseOf(options.prefix);
+    this.#client = createClient({
+      url,
+      name: `holdfast:${options.prefix}`,
+      disableOfflineQueue: true,
+      socket: {
+        connectTimeout: options.connectTimeoutMs,
+        reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 16), options.reconnectMaxMs),
+      },
+    }) as RedisClientType;
+    // Errors reach the callers of the operations; an idle connection that breaks reconnects.
+    this.#client.on('error', () => {});
+  }
+
+  /** Connects, checks the server and loads the library. */
+  static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
+    const resolved = resolveRedisOptions(options);
+    const store = new RedisStore(url, resolved);
+    try {
+      await store.#connect();
+    } catch (error) {
+      store.#closed = true;
+      store.#client.destroy();
+      throw toHoldfastError(error);
+    }
+    return store;
+  }
+
+  async #connect(): Promise<void> {
+    const client = this.#client;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no connection within ${this.#options.connectTimeoutMs} ms`)), this.#options.connectTimeoutMs);
+    });
+    try {
+      await Promise.race([client.connect(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    client.unref();
+    const server = String(await this.#send(['INFO', 'server']));
+    const version = /redis_version:(\d+)\.(\d+)/.exec(server);
+    if (version !== null && Number(version[1]) < 7) {
+      throw new StoreUnavailableError(`Redis 7.0 or later is needed (Redis Functions); the server is ${version[1]}.${version[2]}`);
+    }
+    await this.#loadLibrary();
+    this.info.durable = this.#options.durable ?? (await this.#serverDurable());
+  }
+
+  /** AOF on with `appendfsync always`; false when CONFIG is refused (managed services). */
+  async #serverDurable(): Promise<boolean> {
+    try {
+      const aof = (await this.#send(['CONFIG', 'GET', 'appendonly'])) as string[];
+      const fsync = (await this.#send(['CONFIG', 'GET', 'appendfsync'])) as string[];
+      return aof[1] === 'yes' && fsync[1] === 'always';
+    } catch {
+      return false;
+    }
+  }
+
+  async #loadLibrary(): Promise<void> {
+    try {
+      await this.#send(['FUNCTION', 'LOAD', LIBRARY_CODE]);
+    } catch (error) {
+      // Another process loaded this version first.
+      if (!/already exists/i.test(String((error as Error)?.message))) throw error;
+    }
+  }
+
+  /** One command on the operations connection; the socket keeps the process alive only meanwhile. */
+  async #send(args: string[]): Promise<unknown> {
+    if (this.#inFlight++ === 0) this.#client.ref();
+    try {
+      return await this.#client.sendCommand(args);
+    } finally {
+      if (--this.#inFlight === 0) this.#client.unref();
+    }
+  }
+
+  #track<T>(promise: Promise<T>): Promise<T> {
+    this.#pending.add(promise);
+    const done = (): void => {
+      this.#pending.delete(promise);
+    };
+    promise.then(done, done);
+    return promise;
+  }
+
+  /** FCALL (or FCALL_RO) of one library function; reloads the library once when Redis lost it. */
+  async #fcall(name: string, args: Array<string | number>, signal: AbortSignal | undefined, readOnly = false): Promise<unknown> {
+    if (this.#closed) throw new StoreUnavailableError('the store is closed');
+    signal?.throwIfAborted();
+    const command = [
+      readOnly ? 'FCALL_RO' : 'FCALL', `hf${LIBRARY_VERSION}_${name}`, '1', this.#base, this.#origin,
+      String(this.#options.historyLimit), ...args.map(String),
+    ];
+    const run = async (): Promise<unknown> => {
+      try {
+        return await this.#send(command);
+      } catch (error) {
+        // The function did not run: load the library and call again.
+        if (!/function not found/i.test(String((error as Error)?.message))) throw toHoldfastError(error);
+        try {
+          await this.#loadLibrary();
+          return await this.#send(command);
+        } catch (again) {
+          throw toHoldfastError(again);
+        }
+      }
+    };
+    return this.#track(run());
+  }
+
+  /** A writing function: its value, after publishing its changes and arming the sweep timer. */
+  async #write(name: string, args: Array<string | number>, signal: AbortSignal | undefined): Promise<FunctionResult> {
+    const result = toFunctionResult(await this.#fcall(name, args, signal));
+    this.#hub.publish(result.changes);
+    this.#arm(result.nextDue, result.now);
+    if (result.error) throw new InvalidRequestError(result.error.field, result.error.message);
+    return result;
+  }
+
+  /**
+   * With `replicas`: WAIT until that many replicas have what this connection wrote. A lease
+   * granted to the caller that too few replicas acknowledged is released again, and the call fails.
+   */
+  async #replicate(grantedId: string | null, signal: AbortSignal | undefined): Promise<void> {
+    if (this.#options.replicas === 0 || grantedId === null) return;
+    let acked = 0;
+    try {
+      acked = Number(await this.#send(['WAIT', String(this.#options.replicas), String(this.#options.replicaTimeoutMs)]));
+    } catch (error) {
+      await this.release(grantedId, {}).catch(() => {});
+      throw toHoldfastError(error);
+    }
+    if (acked >= this.#options.replicas) return;
+    await this.release(grantedId, { signal }).catch(() => {});
+    throw new StoreUnavailableError(
+      `only ${acked} of ${this.#options.replicas} replicas acknowledged the grant within ${this.#options.replicaTimeoutMs} ms; it was released again`,
+    );
+  }
+
+  /** The inbox reader starts with the first ticket this object queues. */
+  #startInbox(): void {
+    if (this.#inbox !== null || this.#closed) return;
+    const reader = this.#client.duplicate({ name: `holdfast-inbox:${this.#options.prefix}`, disableOfflineQueue: false }) as RedisClientType;
+    reader.on('error', () => {});
+    this.#inbox = new Inbox(reader, `${this.#base}in:${this.#origin}`, (change) => {
+      if (!this.#closed) this.#hub.publishOnce(change);
+    });
+    this.#inbox.start();
+  }
+
+  /** True while the inbox reader has an XREAD outstanding (false before the first ticket). */
+  get listening(): boolean {
+    return this.#inbox?.reading ?? false;
+  }
+
+  /** Keeps one unref'd timer at the next due time known to this object, to sweep then. */
+  #arm(nextDue: number | null, now: number): void {
+    if (!this.#options.autoSweep || this.#closed || nextDue === null) return;
+    const delay = nextDue <= now ? 25 : nextDue - now + 1;
+    const at = performance.now() + delay;
+    if (this.#timer !== null && this.#timerAt <= at) return;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#timerAt = Infinity;
+      this.sweep().catch(() => {});
+    }, Math.min(delay, 2_147_000_000));
+    this.#timer.unref();
+  }
+
+  async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
+    const result = await this.#write('acquire', [requestJson(request), options.waitMs, options.waiterTtlMs], options.signal);
+    const outcome = toAcquireOutcome(result.value);
+    if (outcome.status === 'queued') this.#startInbox();
+    if (outcome.status === 'granted') await this.#replicate(outcome.lease.id, options.signal);
+    return outcome;
+  }
+
+  async poll(ticket: string, options: CallOptions = {}): Promise<PollOutcome> {
+    const outcome = toPollOutcome((await this.#write('poll', [ticket], options.signal)).value);
+    if (outcome.status === 'queued') this.#startInbox();
+    if (outcome.status === 'granted') await this.#replicate(outcome.lease.id, options.signal);
+    return outcome;
+  }
+
+  async cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
+    return (await this.#write('cancel', [ticket], options.signal)).value === true;
+  }
+
+  async renew(leaseId: string, ttlMs: number, options: CallOptions = {}): Promise<RenewOutcome> {
+    return toRenewOutcome((await this.#write('renew', [leaseId, ttlMs], options.signal)).value);
+  }
+
+  async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
+    return (await this.#write('release', [leaseId], options.signal)).value === true;
+  }
+
+  async get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {
+    const reply = (await this.#fcall('get', [leaseId], options.signal, true)) as [number, string | null];
+    return typeof reply[1] === 'string' ? toLease(JSON.parse(reply[1]) as Record<string, unknown>) : null;
+  }
+
+  async releaseOwner(owner: string, options: OwnerReleaseOptions): Promise<number> {
+    return Number((await this.#write('release_owner', [owner, options.key ?? '', options.by], options.signal)).value);
+  }
+
+  async forceRelease(key: string, options: ForceReleaseOptions): Promise<number> {
+    return Number((await this.#write('force_release', [key, options.by], options.signal)).value);
+  }
+
+  async list(options: ListOptions = {}): Promise<LockTable> {
+    return toLockTable(await this.#fcall('list', [], options.signal, true), options.prefix ?? '');
+  }
+
+  async history(query: HistoryQuery = {}, options: CallOptions = {}): Promise<HistoryEvent[]> {
+    const args = [query.key ?? '', query.owner ?? '', query.limit ?? 100, query.beforeId ?? ''];
+    return toHistory(await this.#fcall('history', args, options.signal, true));
+  }
+
+  async sweep(options: CallOptions = {}): Promise<number | null> {
+    const result = await this.#write('sweep', [], options.signal);
+    return typeof result.value === 'number' ? result.value : null;
+  }
+
+  watch(listener: (change: StoreChange) => void): () => void {
+    return this.#hub.watch(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    await this.#inbox?.close();
+    await Promise.allSettled([...this.#pending]);
+    this.#hub.clear();
+    this.#client.ref();
+    await this.#client.close().catch(() => this.#client.destroy());
+  }
+}
+
+/**
+ * Opens `redis://[user:password@]host:port/N[?prefix=NAME]` (also `rediss://`). `prefix` in the
+ * URL or the options names the namespace (the URL wins).
+ */
+export async function createRedisStore(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    throw new InvalidRequestError('url', 'expected redis://host:port/db, for example redis://127.0.0.1:6379/0', { cause: error });
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') throw new InvalidRequestError('url', 'expected a redis:// or rediss:// URL');
+  const prefix = parsed.searchParams.get('prefix');
+  for (const name of parsed.searchParams.keys()) {
+    if (name !== 'prefix') throw new InvalidRequestError(`url.${name}`, 'unknown parameter of a redis:// URL (expected prefix)');
+  }
+  parsed.search = '';
+  const merged = prefix === null ? options : { ...options, prefix: validatePrefix(prefix, 'url.prefix') };
+  return RedisStore.open(parsed.toString(), merged);
+}

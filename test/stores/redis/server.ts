@@ -1,0 +1,111 @@
+/**
+ * A private redis-server for tests that kill, pause or restart Redis: its own free port on
+ * 127.0.0.1 and its own temp directory (AOF and RDB files). The machine's shared Redis is never
+ * touched. `kill()` is `kill -9` (what a crash does), `start()` starts it again on the same port
+ * and directory (replaying the AOF), `destroy()` stops it and deletes the directory. A process
+ * that exits without `destroy()` still kills the server (synchronously, on 'exit').
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../postgres/cluster.js';
+
+export const REDIS_SERVER = process.env['HOLDFAST_TEST_REDIS_SERVER'] ?? 'redis-server';
+
+export interface PrivateRedisOptions {
+  /** `appendonly yes` with this fsync policy; `null`: no persistence at all (no AOF, no RDB). */
+  appendfsync: 'always' | 'everysec' | 'no' | null;
+  /** Another server's port: start as its replica. */
+  replicaOf?: number | undefined;
+}
+
+export class PrivateRedis {
+  readonly dir = mkdtempSync(join(tmpdir(), 'holdfast-redis-'));
+  port = 0;
+  #child: ChildProcess | null = null;
+  readonly #options: PrivateRedisOptions;
+  #killOnExit = (): void => {
+    this.#child?.kill('SIGKILL');
+  };
+
+  constructor(options: PrivateRedisOptions) {
+    this.#options = options;
+    process.on('exit', this.#killOnExit);
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}/0`;
+  }
+
+  get pid(): number | null {
+    return this.#child?.pid ?? null;
+  }
+
+  async start(): Promise<void> {
+    if (this.port === 0) this.port = await freePort();
+    const { appendfsync, replicaOf } = this.#options;
+    const args = [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', '', '--daemonize', 'no',
+      '--appendonly', appendfsync === null ? 'no' : 'yes', '--protected-mode', 'no', '--loglevel', 'warning', '--repl-diskless-sync-delay', '0',
+    ];
+    if (appendfsync !== null) args.push('--appendfsync', appendfsync);
+    if (replicaOf !== undefined) args.push('--replicaof', '127.0.0.1', String(replicaOf));
+    const child = spawn(REDIS_SERVER, args, { stdio: 'ignore' });
+    this.#child = child;
+    child.once('exit', () => {
+      if (this.#child === child) this.#child = null;
+    });
+    const deadline = Date.now() + 10_000;
+    while (!(await ping(this.port))) {
+      if (this.#child !== child) throw new Error(`redis-server exited while starting on port ${this.port}`);
+      if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${this.port}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** `kill -9`: nothing is flushed that the fsync policy had not flushed already. */
+  async kill(): Promise<void> {
+    const child = this.#child;
+    if (child === null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** SIGSTOP / SIGCONT: the server freezes with its connections open. */
+  pause(): void {
+    this.#child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.#child?.kill('SIGCONT');
+  }
+
+  async destroy(): Promise<void> {
+    this.resume();
+    await this.kill();
+    process.off('exit', this.#killOnExit);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** True when a Redis answers PING on the port. */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    let data = '';
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      data += chunk.toString();
+      if (data.includes('\r\n')) done(data.startsWith('+PONG'));
+    });
+  });
+}
