@@ -45,7 +45,11 @@ const ID_BYTES = 16;
 const idPool = Buffer.alloc(ID_BYTES * 256);
 let idOffset = idPool.length;
 
-/** A fresh lease id: 128 random bits from the CSPRNG, base64url (22 characters). */
+/**
+ * A fresh lease id: 128 random bits from the CSPRNG, base64url (22 characters). It never starts
+ * with `-` (a leading `-` becomes `A`, keeping over 127 random bits), so a shell command line
+ * such as `holdfast renew ID` never reads it as an option.
+ */
 export function newLeaseId(): string {
   if (idOffset >= idPool.length) {
     randomFillSync(idPool);
@@ -53,7 +57,7 @@ export function newLeaseId(): string {
   }
   const id = idPool.toString('base64url', idOffset, idOffset + ID_BYTES);
   idOffset += ID_BYTES;
-  return id;
+  return id.charCodeAt(0) === 0x2d ? `A${id.slice(1)}` : id;
 }
 
 const LEASE_ID = /^[A-Za-z0-9_-]{16,64}$/;
