@@ -31,8 +31,10 @@
  *                whose answer never arrived or was indeterminate (orphaned: a request of the owner with the
  *                same resources, killed or answered `info`, whose queue place could still live: up
  *                to waiterTtlMs after that answer or its worker's death), or granted and expired
- *                while its worker was frozen the whole time. A grant to a request that was answered
- *                with a definite no (busy, timed out, aborted) is otherwise a violation. Lateness of
+ *                while its worker was frozen the whole time, or answered with a definite no only
+ *                after the store had already expired it (a slow store call: nothing was left of
+ *                it to give back). A grant to a request that was answered with a definite no
+ *                (busy, timed out, aborted) is otherwise a violation. Lateness of
  *                `lost` likewise does not count the time the worker was frozen. Anything else is a lease its holder kept using after the store ended it.
  */
 import type { HistoryEvent, HistoryType, Resource } from '../src/model/types.js';
@@ -362,6 +364,8 @@ export function check(record: RunRecord): CheckResult {
     if (frozenMs(lease.owner, lease.start, lease.end) >= lease.end - lease.start - 2 * tolerance) return null;
     const answered = candidates.filter(({ done }) => done !== null && lease.start <= done.t + tolerance);
     const last = answered[answered.length - 1];
+    // Answered only once the lease had already expired: the grant came back too late to give back.
+    if (last && last.done!.t >= lease.end - tolerance) return null;
     if (last) return { message: `granted to ${last.invoke.op}, which was answered ${last.done!.type === 'fail' && last.done!.f === 'acquire' ? last.done!.code : last.done!.type} (nothing should be left of it)`, ops: [last.invoke, last.done] };
     return { message: 'granted while no request of its owner for these resources could be waiting', ops: [] };
   };

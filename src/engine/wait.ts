@@ -76,6 +76,19 @@ function retryCancel(store: LockStore, ticket: string, waiterTtlMs: number): voi
   setTimeout(attempt, delay).unref();
 }
 
+/**
+ * Gives back a grant that arrived after the caller aborted: released now, or, while the store
+ * can't be reached, cancelled again in the background (a lease id is also its ticket), so an
+ * aborted request never leaves a lease to sit until its TTL.
+ */
+async function giveBack(store: LockStore, leaseId: string, waiterTtlMs: number): Promise<void> {
+  try {
+    await store.release(leaseId);
+  } catch {
+    retryCancel(store, leaseId, waiterTtlMs);
+  }
+}
+
 /** What `acquireAndWait` needs: the request, the store's wait for it, and how the wait goes. */
 export interface AcquireWaitInput extends Pick<WaitInput, 'store' | 'router' | 'request' | 'waiterTtlMs' | 'signal' | 'stayQueued' | 'onTicket'> {
   /** The store's wait (0: try once). */
@@ -100,7 +113,7 @@ export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> 
     const outcome = await store.acquire(request, { waitMs, waiterTtlMs: input.waiterTtlMs, signal });
     if (outcome.status === 'granted') {
       if (signal?.aborted) {
-        await store.release(outcome.lease.id).catch(() => false);
+        await giveBack(store, outcome.lease.id, input.waiterTtlMs);
         throw signal.reason;
       }
       return { lease: outcome.lease, sentAt: startedAt, now: outcome.now };
@@ -172,7 +185,7 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       if (pushed !== null && ticket === request.id && pushed.granted.includes(ticket)) {
         const lease = leaseOf(request, pushed);
         if (signal?.aborted) {
-          await store.release(lease.id).catch(() => false);
+          await giveBack(store, lease.id, input.waiterTtlMs);
           throw signal.reason;
         }
         return { lease, ...clock };
@@ -193,7 +206,7 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       }
       if (outcome.status === 'granted') {
         if (signal?.aborted) {
-          await store.release(outcome.lease.id).catch(() => false);
+          await giveBack(store, outcome.lease.id, input.waiterTtlMs);
           throw signal.reason;
         }
         return { lease: outcome.lease, sentAt, now: outcome.now };

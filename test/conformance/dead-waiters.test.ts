@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { WaitTimeoutError } from '../../src/index.js';
-import { background, eventually, isPending, rejectsWith, sleep, storeRequest, waitForWaiters, waitingOwners } from './helpers.js';
+import { StoreUnavailableError, WaitTimeoutError, type AcquireOutcome, type LockRequest } from '../../src/index.js';
+import { background, eventually, holdingOwners, isPending, rejectsWith, sleep, storeRequest, waitForWaiters, waitingOwners } from './helpers.js';
 import { describeEachStore, TIMEOUT } from './stores.js';
 import { ForwardingStore } from './forwarding-store.js';
 
@@ -17,7 +17,39 @@ class DeafStore extends ForwardingStore {
   }
 }
 
+/**
+ * A store call that answers only after the caller aborted (a slow store), and a first release
+ * that can't reach the store: what a partition does to a grant in flight.
+ */
+class LateGrantStore extends ForwardingStore {
+  constructor(inner: ConstructorParameters<typeof ForwardingStore>[0], readonly abort: () => void) {
+    super(inner);
+  }
+  releases = 0;
+  override async acquire(request: LockRequest, options: Parameters<ForwardingStore['acquire']>[1]): Promise<AcquireOutcome> {
+    const outcome = await super.acquire(request, { ...options, signal: undefined });
+    this.abort();
+    return outcome;
+  }
+  override release(leaseId: string): Promise<boolean> {
+    if (this.releases++ === 0) return Promise.reject(new StoreUnavailableError('the store is unreachable (planted)'));
+    return super.release(leaseId);
+  }
+}
+
 describeEachStore('Dead waiters leave', (ctx) => {
+  it('a grant that comes back after the caller aborted is given back, also when the first release fails', TIMEOUT, async () => {
+    const controller = new AbortController();
+    const observer = await ctx.open({ owner: 'observer' });
+    const late = await ctx.open({ owner: 'late', waiterTtlMs: 1000 }, (store) => new LateGrantStore(store, () => controller.abort(new Error('stopping'))));
+    await assert.rejects(late.acquire('dw/late', { ttlMs: 60_000, waitMs: 5000, signal: controller.signal }), /stopping/);
+    // Granted with a 60 s TTL; nobody will use it, so it must not sit there until then.
+    await eventually(async () => assert.deepEqual(holdingOwners(await observer.list(), 'dw/late'), []), 5000, 50);
+    const lease = await observer.acquire('dw/late', { waitMs: 0 });
+    await lease.release();
+  });
+
+
   it('a waiter that stops polling loses its place; the next waiter moves up and gets the lock', TIMEOUT, async () => {
     const holder = await ctx.open({ owner: 'holder' });
     const live = await ctx.open({ owner: 'live', waiterTtlMs: 3000 });

@@ -202,6 +202,26 @@ describe('fault checker', () => {
     contradicted.history[expired] = { ...contradicted.history[expired]!, type: 'released', reason: 'release' };
     assert.deepEqual(checks(contradicted.record()), ['f']);
   });
+
+  test('a grant to an aborted request is caught, unless the answer came after the store expired it (f)', () => {
+    /** A lease granted at 3000 and expired at 5000 to a request of w5 answered ABORTED at `answeredAt`. */
+    const aborted = (answeredAt: number): Run => {
+      const run = cleanRun();
+      const resources: Resource[] = [{ key: K, mode: 'exclusive', limit: null }];
+      run.events.push({ w: 'w5', t: T0 + 2900, type: 'invoke', f: 'acquire', op: 'w5#1', resources, waitMs: 3000, ttlMs: 2000 });
+      run.storeEvent('acquired', 9, 'w5', resources, 3000);
+      run.storeEvent('expired', 9, 'w5', resources, 5000);
+      run.events.push({ w: 'w5', t: T0 + answeredAt, type: 'fail', f: 'acquire', op: 'w5#1', code: 'ABORTED', message: 'Error: stopping' });
+      return run;
+    };
+    const early = check(aborted(3500).record()).violations;
+    assert.deepEqual(early.map((v) => v.check), ['f']);
+    assert.match(early[0]!.message, /lease 9 of w5 expired unseen: granted to w5#1, which was answered ABORTED/);
+    // Answered once the lease had run out (a slow store call): nothing was left to give back.
+    const late = check(aborted(5200).record());
+    assert.deepEqual(late.violations, []);
+    assert.equal(late.counts.explained.orphaned, 1);
+  });
 });
 
 /** Runs the real harness (dist/faults/main.js) on a fresh SQLite file; its exit code and output. */
