@@ -71,6 +71,19 @@ export function metadataOf(values: LockFlagValues): Record<string, unknown> | un
   return metadata;
 }
 
+/** What a lock command asks for, from its flags: owner (default user@host:pid), TTL, wait (default 0), lock-delay, metadata. */
+export function lockOptionsOf(values: LockFlagValues, owner: () => string): {
+  owner: string; ttlMs: number | undefined; waitMs: number; lockDelayMs: number | undefined; metadata: Record<string, unknown> | undefined;
+} {
+  return {
+    owner: values.owner ?? owner(),
+    ttlMs: duration(values.ttl, 'ttl'),
+    waitMs: duration(values.wait, 'wait') ?? 0,
+    lockDelayMs: duration(values['lock-delay'], 'lock-delay'),
+    metadata: metadataOf(values),
+  };
+}
+
 /** Maps a library error to the CLI's exit code and a one-line message. */
 export function exitFor(error: unknown): { code: number; message: string } {
   if (error instanceof UsageError) return { code: 64, message: error.message };

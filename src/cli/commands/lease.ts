@@ -5,7 +5,7 @@
  */
 import { EXIT, UsageError, parseFlags, type CliCommand, type CliIO } from '../command.js';
 import { CONNECTION_FLAGS, CONNECTION_USAGE, defaultOwner, withLocks } from '../connect.js';
-import { LOCK_FLAGS, LOCK_USAGE, duration, metadataOf, resourcesOf } from '../flags.js';
+import { LOCK_FLAGS, LOCK_USAGE, duration, lockOptionsOf, resourcesOf } from '../flags.js';
 
 const print = (io: CliIO, json: boolean, value: unknown, text: string): void => {
   io.stdout.write(json ? `${JSON.stringify(value)}\n` : `${text}\n`);
@@ -31,14 +31,7 @@ Examples:
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, { ...LOCK_FLAGS, ...CONNECTION_FLAGS, json: { type: 'boolean' }, 'request-id': { type: 'string' } });
     const resources = resourcesOf(positionals, values);
-    const options = {
-      owner: values.owner ?? defaultOwner(),
-      ttlMs: duration(values.ttl, 'ttl'),
-      waitMs: duration(values.wait, 'wait') ?? 0,
-      lockDelayMs: duration(values['lock-delay'], 'lock-delay'),
-      metadata: metadataOf(values),
-      requestId: values['request-id'],
-    };
+    const options = { ...lockOptionsOf(values, defaultOwner), requestId: values['request-id'] };
     return withLocks(values, io, async (locks) => {
       const { lease } = await locks.grant(resources, options);
       const json = { ...lease, acquiredAt: new Date(lease.acquiredAt).toISOString(), expiresAt: new Date(lease.expiresAt).toISOString() };

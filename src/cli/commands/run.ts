@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { EXIT, UsageError, parseFlags, type CliCommand } from '../command.js';
 import { CONNECTION_FLAGS, CONNECTION_USAGE, connect, defaultOwner } from '../connect.js';
-import { LOCK_FLAGS, LOCK_USAGE, duration, exitFor, metadataOf, resourcesOf } from '../flags.js';
+import { LOCK_FLAGS, LOCK_USAGE, duration, exitFor, lockOptionsOf, resourcesOf } from '../flags.js';
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
 
@@ -39,13 +39,7 @@ Examples:
     const { values, positionals } = parseFlags(argv.slice(0, dash), { ...LOCK_FLAGS, ...CONNECTION_FLAGS, 'kill-after': { type: 'string' } });
     const resources = resourcesOf(positionals, values);
     const killAfterMs = duration(values['kill-after'], 'kill-after') ?? 5000;
-    const options = {
-      owner: values.owner ?? defaultOwner(),
-      ttlMs: duration(values.ttl, 'ttl'),
-      waitMs: duration(values.wait, 'wait') ?? 0,
-      lockDelayMs: duration(values['lock-delay'], 'lock-delay'),
-      metadata: metadataOf(values),
-    };
+    const options = lockOptionsOf(values, defaultOwner);
 
     const locks = await connect(values, io);
     try {
