@@ -35,6 +35,7 @@ import { pruneHistory, readHistory } from './history.js';
 import {
   decodeDelay, decodeLease, decodeVersion, decodeWaiter, ENDED_TTL_S, Layout, PROVISIONAL, resolve, rootOf, rootsOf,
 } from './layout.js';
+import { DueTimer } from '../due-timer.js';
 import { resolveEtcdOptions, type EtcdStoreOptions, type ResolvedEtcdOptions } from './options.js';
 import { EtcdTable, type RootState } from './table.js';
 
@@ -90,8 +91,8 @@ export class EtcdStore implements LockStore {
   #pending: Pending[] = [];
   #draining = false;
   #closed = false;
-  #timer: NodeJS.Timeout | null = null;
-  #timerAt = Infinity;
+  /** Sweeps at the next due time this object has heard of (expiries, waiter deadlines, delays). */
+  readonly #due: DueTimer;
   #stopWatch: (() => void) | null = null;
   /** The revision after which the watch has delivered everything. */
   #watched = 0;
@@ -104,6 +105,14 @@ export class EtcdStore implements LockStore {
     this.#options = options;
     this.#layout = new Layout(options.prefix);
     this.#client = new EtcdClient({ endpoints: options.endpoints, requestTimeoutMs: options.requestTimeoutMs });
+    this.#due = new DueTimer({
+      enabled: options.autoSweep,
+      fire: () => {
+        this.sweep().catch(() => {
+          // Never throw from a timer; the next operation settles again.
+        });
+      },
+    });
   }
 
   static async open(url: string, options: EtcdStoreOptions = {}): Promise<EtcdStore> {
@@ -384,7 +393,7 @@ export class EtcdStore implements LockStore {
   #settle(live: Pending[], results: ops.Result<unknown>[], changes: StoreChange[], table: EtcdTable): void {
     this.#publish(changes);
     const due = table.nextDue();
-    if (due !== null) this.#arm(due, table.now());
+    if (due !== null) this.#due.arm(due, table.now());
     for (const r of results) this.#appended += r.changes.filter((c) => c.type !== 'waiting' && c.type !== 'timed-out' && c.type !== 'left').length;
     live.forEach((op, i) => {
       const result = results[i]!;
@@ -414,23 +423,6 @@ export class EtcdStore implements LockStore {
     }
   }
 
-  /** One unref'd timer at the next due time (store time `due`, the clock at `now`). */
-  #arm(due: number, now: number): void {
-    if (this.#closed || !this.#options.autoSweep) return;
-    const at = performance.now() + Math.max(0, due - now);
-    if (this.#timer !== null && this.#timerAt <= at) return;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.#timerAt = Infinity;
-      this.sweep().catch(() => {
-        // Never throw from a timer; the next operation settles again.
-      });
-    }, Math.min(Math.max(0, due - now) + 1, 2_147_000_000));
-    this.#timer.unref();
-  }
-
   /** Follows the version records: other processes' changes are published, their due times armed. */
   #watch(): void {
     if (this.#closed) return;
@@ -446,7 +438,7 @@ export class EtcdStore implements LockStore {
           if (version.origin === this.#origin) continue;
           for (const change of version.changes) if (change.fence !== null) change.fence = resolve(change.fence, kv.modRevision);
           this.#publish(version.changes);
-          if (version.nextDue !== null) this.#arm(version.nextDue, version.clock);
+          if (version.nextDue !== null) this.#due.arm(version.nextDue, version.clock);
         }
         // A progress notice: nothing below `revision` is left to deliver.
         if (events.length === 0) this.#watched = Math.max(this.#watched, revision);
@@ -530,8 +522,7 @@ export class EtcdStore implements LockStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#due.stop();
     this.#stopWatch?.();
     this.#stopWatch = null;
     this.#listeners.clear();

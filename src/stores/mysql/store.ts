@@ -23,6 +23,7 @@ import type {
   AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
+import { DueTimer } from '../due-timer.js';
 import { ChangeListeners, RecentIds } from '../change-fanout.js';
 import * as ops from '../table/operations.js';
 import { toHistory, toHoldfastError, toLease, toWaiter, type Row } from './convert.js';
@@ -69,12 +70,21 @@ export class MysqlStore implements LockStore {
   readonly #queued = new Map<string, number>();
   #ready: Promise<void> | null = null;
   #closed = false;
-  #timer: NodeJS.Timeout | null = null;
-  #timerAt = Infinity;
+  #due: DueTimer;
   #sweeping: Promise<unknown> | null = null;
 
   constructor(url: string, options: MysqlStoreOptions = {}) {
     this.#options = resolveMysqlOptions(options);
+    // Sweeps at the next due time this object has heard of (expiries, waiter deadlines, delays).
+    this.#due = new DueTimer({
+      enabled: this.#options.autoSweep,
+      fire: () => {
+        if (this.#sweeping !== null || this.#closed) return;
+        this.#sweeping = this.sweep()
+          .catch(() => {})
+          .finally(() => (this.#sweeping = null));
+      },
+    });
     if (typeof url !== 'string' || !/^(mysql|mariadb):\/\//i.test(url)) {
       throw new InvalidRequestError('url', 'expected a mysql:// or mariadb:// URL, for example mysql://user@host:3306/database');
     }
@@ -149,7 +159,7 @@ export class MysqlStore implements LockStore {
       await this.#ensureReady();
       const { result, nextDue, changeId } = await this.#tx.run(spec, signal);
       this.#publish(result.changes);
-      if (nextDue !== undefined) this.#arm(nextDue, result.now);
+      if (nextDue !== undefined) this.#due.arm(nextDue, result.now);
       if (result.error) throw result.error;
       return { value: result.value, changeId, nextDue };
     };
@@ -185,7 +195,7 @@ export class MysqlStore implements LockStore {
       return null;
     }
     if (answer.change !== null) this.#publish([answer.change]);
-    this.#arm(answer.nextDue, answer.now);
+    this.#due.arm(answer.nextDue, answer.now);
     return answer;
   }
 
@@ -222,25 +232,6 @@ export class MysqlStore implements LockStore {
     const now = performance.now();
     for (const [id, until] of this.#queued) if (until < now) this.#queued.delete(id);
     if (this.#queued.size === 0) this.#watcher.stop();
-  }
-
-  /** Keeps one unref'd timer at the next due time known to this object, to sweep then. */
-  #arm(nextDue: number | null, now: number): void {
-    if (!this.#options.autoSweep || this.#closed || nextDue === null) return;
-    const delay = nextDue <= now ? 25 : nextDue - now + 1;
-    const at = performance.now() + delay;
-    if (this.#timer !== null && this.#timerAt <= at) return;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.#timerAt = Infinity;
-      if (this.#sweeping !== null || this.#closed) return;
-      this.#sweeping = this.sweep()
-        .catch(() => {})
-        .finally(() => (this.#sweeping = null));
-    }, Math.min(delay, 2_147_000_000));
-    this.#timer.unref();
   }
 
   async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
@@ -363,7 +354,7 @@ export class MysqlStore implements LockStore {
         const next = (found as Row[])[0]?.['next_due'];
         return next === undefined || next === null || BigInt(String(next)) >= sql.NO_DUE ? null : Number(next);
       });
-      if (nextDue !== null) this.#arm(nextDue, Date.now());
+      if (nextDue !== null) this.#due.arm(nextDue, Date.now());
     }
     return nextDue;
   }
@@ -383,8 +374,7 @@ export class MysqlStore implements LockStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#due.stop();
     await this.#watcher.close();
     await Promise.allSettled([...this.#pending, this.#sweeping]);
     await Promise.allSettled([...this.#tx.pending]);

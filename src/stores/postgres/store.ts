@@ -22,6 +22,7 @@ import type {
   AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
+import { DueTimer } from '../due-timer.js';
 import {
   toAcquireOutcome, toChange, toHistory, toHoldfastError, toLease, toLockTable, toPollOutcome, toRenewOutcome,
   type SqlResult,
@@ -84,8 +85,7 @@ export class PostgresStore implements LockStore {
   readonly #pending = new Set<Promise<unknown>>();
   #ready: Promise<void> | null = null;
   #closed = false;
-  #timer: NodeJS.Timeout | null = null;
-  #timerAt = Infinity;
+  #due: DueTimer;
   /** The last store time seen, and performance.now() then. */
   #clock = { store: Date.now(), local: performance.now() };
   #droppedAt: number | null = null;
@@ -99,6 +99,14 @@ export class PostgresStore implements LockStore {
 
   constructor(url: string, options: PostgresStoreOptions = {}) {
     this.#options = resolvePostgresOptions(options);
+    // Sweeps at the next due time this object has heard of (expiries, waiter deadlines, delays).
+    this.#due = new DueTimer({
+      enabled: this.#options.autoSweep,
+      fire: () => {
+        this.#sweepWanted = true;
+        this.#background();
+      },
+    });
     if (typeof url !== 'string' || (!/^postgres(ql)?:\/\//i.test(url) && !(url === '' && this.#options.pool))) {
       throw new InvalidRequestError('url', 'expected a postgres:// or postgresql:// URL');
     }
@@ -251,7 +259,7 @@ export class PostgresStore implements LockStore {
   #absorb(result: SqlResult): void {
     this.#clock = { store: result.now, local: performance.now() };
     this.#hub.publish(result.changes);
-    this.#arm(result.nextDue, result.now);
+    this.#due.arm(result.nextDue, result.now);
     if (result.roots.length > 0 || result.tickets.length > 0) {
       for (const root of result.roots) this.#deferred.roots.add(root);
       for (const ticket of result.tickets) this.#deferred.tickets.add(ticket);
@@ -312,23 +320,6 @@ export class PostgresStore implements LockStore {
       .catch(() => {});
   }
 
-  /** Keeps one unref'd timer at the next due time known to this object, to sweep then. */
-  #arm(nextDue: number | null, now: number): void {
-    if (!this.#options.autoSweep || this.#closed || nextDue === null) return;
-    const delay = nextDue <= now ? 25 : nextDue - now + 1;
-    const at = performance.now() + delay;
-    if (this.#timer !== null && this.#timerAt <= at) return;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.#timerAt = Infinity;
-      this.#sweepWanted = true;
-      this.#background();
-    }, Math.min(delay, 2_147_000_000));
-    this.#timer.unref();
-  }
-
   async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
     const value = await this.#write('hf_acquire', [JSON.stringify(request), options.waitMs, options.waiterTtlMs], options.signal);
     return toAcquireOutcome(value);
@@ -387,8 +378,7 @@ export class PostgresStore implements LockStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#due.stop();
     await this.#listener?.close();
     await Promise.allSettled([...this.#pending]);
     this.#hub.clear();

@@ -27,6 +27,7 @@ import {
   toRenewOutcome, type FunctionResult,
 } from './convert.js';
 import { ChangeHub } from '../change-hub.js';
+import { DueTimer } from '../due-timer.js';
 import { Inbox } from './inbox.js';
 import { LIBRARY_CODE, LIBRARY_VERSION } from './library.generated.js';
 import { resolveRedisOptions, validatePrefix, type RedisStoreOptions, type ResolvedRedisOptions } from './options.js';
@@ -51,11 +52,17 @@ export class RedisStore implements LockStore {
   #inbox: Inbox | null = null;
   #closed = false;
   #inFlight = 0;
-  #timer: NodeJS.Timeout | null = null;
-  #timerAt = Infinity;
+  #due: DueTimer;
 
   private constructor(url: string, options: ResolvedRedisOptions) {
     this.#options = options;
+    // Sweeps at the next due time this object has heard of (expiries, waiter deadlines, delays).
+    this.#due = new DueTimer({
+      enabled: this.#options.autoSweep,
+      fire: () => {
+        this.sweep().catch(() => {});
+      },
+    });
     this.#base = baseOf(options.prefix);
     this.#client = createClient({
       url,
@@ -173,7 +180,7 @@ export class RedisStore implements LockStore {
   async #write(name: string, args: Array<string | number>, signal: AbortSignal | undefined): Promise<FunctionResult> {
     const result = toFunctionResult(await this.#fcall(name, args, signal));
     this.#hub.publish(result.changes);
-    this.#arm(result.nextDue, result.now);
+    this.#due.arm(result.nextDue, result.now);
     if (result.error) throw new InvalidRequestError(result.error.field, result.error.message);
     return result;
   }
@@ -212,22 +219,6 @@ export class RedisStore implements LockStore {
   /** True while the inbox reader has an XREAD outstanding (false before the first ticket). */
   get listening(): boolean {
     return this.#inbox?.reading ?? false;
-  }
-
-  /** Keeps one unref'd timer at the next due time known to this object, to sweep then. */
-  #arm(nextDue: number | null, now: number): void {
-    if (!this.#options.autoSweep || this.#closed || nextDue === null) return;
-    const delay = nextDue <= now ? 25 : nextDue - now + 1;
-    const at = performance.now() + delay;
-    if (this.#timer !== null && this.#timerAt <= at) return;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.#timerAt = Infinity;
-      this.sweep().catch(() => {});
-    }, Math.min(delay, 2_147_000_000));
-    this.#timer.unref();
   }
 
   async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
@@ -291,8 +282,7 @@ export class RedisStore implements LockStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#due.stop();
     await this.#inbox?.close();
     await Promise.allSettled([...this.#pending]);
     this.#hub.clear();

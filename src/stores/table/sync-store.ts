@@ -18,6 +18,7 @@ import type {
   AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
+import { DueTimer } from '../due-timer.js';
 import * as ops from './operations.js';
 import type { TableState } from './state.js';
 
@@ -50,8 +51,13 @@ export class SyncTableStore implements LockStore {
   readonly info: StoreInfo;
   readonly #backend: SyncTableBackend;
   readonly #listeners = new Set<(change: StoreChange) => void>();
-  #timer: NodeJS.Timeout | null = null;
-  #timerAt = Infinity;
+  /** Settles expiries and dead waiters on time: one unref'd timer at the next due time. */
+  readonly #due = new DueTimer({
+    enabled: true,
+    overdueMs: 1,
+    // Never throw from a timer; the next operation settles again.
+    fire: () => void this.#run(undefined, (state) => ops.sweep(state)).catch(() => {}),
+  });
   #closed = false;
   /** Calls of this turn, run together at its end (group commit only). */
   #queue: Queued[] = [];
@@ -89,7 +95,7 @@ export class SyncTableStore implements LockStore {
       throw unavailable(error);
     }
     this.#publish(result.changes);
-    this.#arm(due, result.now);
+    this.#due.arm(due, result.now);
     if (result.error) throw result.error;
     return result.value;
   }
@@ -169,7 +175,7 @@ export class SyncTableStore implements LockStore {
       if (outcome.result?.error) call.reject(outcome.result.error);
       else call.resolve(outcome.value);
     });
-    if (now > 0) this.#arm(due, now);
+    if (now > 0) this.#due.arm(due, now);
   };
 
   #publish(changes: StoreChange[]): void {
@@ -182,21 +188,6 @@ export class SyncTableStore implements LockStore {
         }
       }
     }
-  }
-
-  /** Keeps one unref'd timer at the next due time, so expiries and dead waiters are settled on time. */
-  #arm(due: number | null, now: number): void {
-    if (this.#closed || due === null) return;
-    if (this.#timer !== null && this.#timerAt <= due) return;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timerAt = due;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.#timerAt = Infinity;
-      // Never throw from a timer; the next operation settles again.
-      this.#run(undefined, (state) => ops.sweep(state)).catch(() => {});
-    }, Math.min(Math.max(0, due - now) + 1, 2_147_000_000));
-    this.#timer.unref();
   }
 
   async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
@@ -244,8 +235,7 @@ export class SyncTableStore implements LockStore {
       this.#flush();
     }
     this.#closed = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#due.stop();
     this.#listeners.clear();
     this.#backend.close();
   }
