@@ -3,14 +3,19 @@
  * (`startServer` on loopback, the library's http store as the client) at 1 and 64 concurrent
  * clients, on the memory and the sqlite store, next to the same workload on the library
  * directly over the same store, so the HTTP overhead is the ratio holdfast(http)/library.
- * Each client takes its own key, so the pairs measure the request path, not the queue.
+ * Each client takes its own key, so the pairs measure the request path, not the queue. On memory
+ * the anchor of issue 17 runs too: a bare Fastify + Map lock server (bench/bare-http-lock.ts)
+ * driven by the same client, so holdfast/bare is the cost of holdfast's server over the least a
+ * lock server on Fastify can do (target ≥ 0.7× at 64 clients).
  */
 import { join } from 'node:path';
 import { openLocks, startServer, type Locks, type RunningServer } from '../../src/index.js';
+import { startBareLockServer, type BareLockServer } from '../bare-http-lock.js';
 import { compare, HOLDFAST, pick, type BenchContext } from '../harness.js';
 import { storesOf, tempDir } from '../stores.js';
 
 const CONCURRENCY = [1, 64] as const;
+const BARE = 'bare fastify+Map';
 
 export async function httpSuite(ctx: BenchContext): Promise<void> {
   const suite = 'http';
@@ -23,6 +28,7 @@ export async function httpSuite(ctx: BenchContext): Promise<void> {
     const tmp = tempDir();
     const url = kind === 'memory' ? 'memory:' : `sqlite:${join(tmp.dir, 'locks.db')}`;
     let server: RunningServer | null = null;
+    let bare: BareLockServer | null = null;
     const opened: Locks[] = [];
     try {
       // One store, served over HTTP and used directly by the same process.
@@ -31,6 +37,12 @@ export async function httpSuite(ctx: BenchContext): Promise<void> {
       server = await startServer({ store: direct.store, port: 0, logLevel: 'silent', signals: [] });
       const client = await openLocks(server.url, { owner: 'bench' });
       opened.push(client);
+      let bareClient: Locks | null = null;
+      if (kind === 'memory') {
+        bare = await startBareLockServer();
+        bareClient = await openLocks(bare.url, { owner: 'bench' });
+        opened.push(bareClient);
+      }
       for (const concurrency of CONCURRENCY) {
         const pairOn = (locks: Locks, prefix: string) => async (worker: number): Promise<void> => {
           const lease = await locks.acquire(`${prefix}/w${worker}`, { autoRenew: false });
@@ -43,6 +55,7 @@ export async function httpSuite(ctx: BenchContext): Promise<void> {
           [
             { name: HOLDFAST, op: pairOn(client, 'bench/http') },
             { name: 'library (direct)', op: pairOn(direct, 'bench/direct') },
+            ...(bareClient ? [{ name: BARE, op: pairOn(bareClient, 'bench/bare') }] : []),
           ],
           { ...timing, concurrency, latency: true },
         );
@@ -50,6 +63,7 @@ export async function httpSuite(ctx: BenchContext): Promise<void> {
     } finally {
       await Promise.allSettled(opened.slice(1).map((l) => l.close()));
       await server?.close();
+      await bare?.close();
       await opened[0]?.close();
       tmp.remove();
     }

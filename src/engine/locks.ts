@@ -3,10 +3,11 @@
  * store's queue, hands out self-renewing, self-fencing `Lease` objects, and offers the admin
  * operations of SPEC section 6.
  */
-import { EventEmitter, setMaxListeners } from 'node:events';
+import { EventEmitter } from 'node:events';
 import type { Duration } from '../model/duration.js';
 import { InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, StoreUnavailableError } from '../model/errors.js';
 import { validateKey } from '../model/keys.js';
+import { combineSignals, unlimitListeners } from '../model/linked-abort.js';
 import { isLeaseId, validateOwner, validateRequest, validateTtl, type ResourceInput } from '../model/request.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockTable, Metadata, Mode } from '../model/types.js';
 import type { CallOptions, LockStore, StoreChange } from '../stores/store.js';
@@ -73,7 +74,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.#options = resolveLocksOptions(options);
     this.#router = new WakeRouter(store);
     // Every wait listens to the closing signal; many concurrent waits are normal, not a leak.
-    setMaxListeners(0, this.#closing.signal);
+    unlimitListeners(this.#closing.signal);
     this.#unwatch = store.watch((change) => {
       // A lease of ours ended by someone else (forced, released by owner, expired): lost at once,
       // not at its next renewal. Our own releases mark the lease released before the change comes.
@@ -157,9 +158,15 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
       metadata: options.metadata,
       lockDelayMs: options.lockDelayMs,
     });
-    const signal = options.signal ? AbortSignal.any([options.signal, this.#closing.signal]) : this.#closing.signal;
-    signal.throwIfAborted();
-    return acquireAndWait({ store: this.store, router: this.#router, request, waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal });
+    // Aborted by the caller's signal or by close(); followed only while this acquire runs.
+    const linked = options.signal ? combineSignals(options.signal, this.#closing.signal) : null;
+    const signal = linked?.signal ?? this.#closing.signal;
+    try {
+      signal.throwIfAborted();
+      return await acquireAndWait({ store: this.store, router: this.#router, request, waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal });
+    } finally {
+      linked?.unlink();
+    }
   }
 
   /** Like `acquire` with `waitMs: 0`, but returns `null` when busy. */

@@ -37,7 +37,15 @@ export class RecentGrants {
 
   add(id: string, leaseId: string, owner: string): void {
     this.#byId.set(id, { leaseId, owner, at: performance.now() });
-    while (this.#byId.size > this.limit) this.#byId.delete(this.#byId.keys().next().value!);
+    // The oldest tenth goes at once: deleting one oldest entry per add walked the Map's deleted
+    // slots each time (3% of the server's CPU at 64 clients).
+    if (this.#byId.size > this.limit) {
+      let excess = this.#byId.size - this.limit + Math.ceil(this.limit / 10);
+      for (const key of this.#byId.keys()) {
+        if (excess-- <= 0) break;
+        this.#byId.delete(key);
+      }
+    }
   }
 
   /** The owner of the lease granted to `id` (kept). */

@@ -16,6 +16,7 @@ import { Locks } from '../engine/locks.js';
 import { WakeRouter } from '../engine/wakeups.js';
 import { openStore } from '../engine/open.js';
 import { NotFoundError, StoreUnavailableError } from '../model/errors.js';
+import { unlimitListeners } from '../model/linked-abort.js';
 import type { LockStore } from '../stores/store.js';
 import { ANONYMOUS } from './auth.js';
 import { BorrowedStore } from './borrowed-store.js';
@@ -134,7 +135,7 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
     },
   });
   const ctx: ServerContext = {
-    locks, store, hub, metrics, options: resolved, shutdown: shutdown.signal, waits: new Map(), recent: new RecentGrants(), router, parked,
+    locks, store, hub, metrics, options: resolved, shutdown: unlimitListeners(shutdown.signal), waits: new Map(), recent: new RecentGrants(), router, parked,
     tickets: new TicketOwners(),
   };
 

@@ -9,6 +9,7 @@ import {
   HoldfastError, InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, StoreUnavailableError, WaitTimeoutError,
 } from '../../model/errors.js';
 import { validateKey } from '../../model/keys.js';
+import { LinkedAbort } from '../../model/linked-abort.js';
 import { validateOwner, validateRequest, validateTtl, type RequestInput } from '../../model/request.js';
 import { requireOwner } from '../auth.js';
 import { actorOf, elapsedMs, principalOf, type RouteSpec, type ServerContext } from '../context.js';
@@ -64,8 +65,9 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   const heldMs = Math.min(waitMs, ctx.options.maxWaitMs);
   const raw = reply.raw;
   // A try-once acquire without an id is one store call that nobody can cancel: it runs under the
-  // server's shutdown signal alone, with no controller or combined signal made for it.
-  const gone = heldMs > 0 || body.id !== undefined ? new AbortController() : null;
+  // server's shutdown signal alone, with no controller or combined signal made for it. Otherwise
+  // its signal aborts when the client goes away and when the server shuts down.
+  const gone = heldMs > 0 || body.id !== undefined ? new LinkedAbort(ctx.shutdown) : null;
   let goneReason: ClientGoneError | null = null;
   const goAway = (error: ClientGoneError): void => {
     goneReason ??= error;
@@ -108,12 +110,13 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   try {
     return await grantAndAnswer();
   } finally {
+    gone?.unlink();
     if (body.id !== undefined) ctx.waits.delete(body.id);
     done(released === null ? false : await released);
   }
 
   async function grantAndAnswer(): Promise<unknown> {
-    const signal = gone === null ? ctx.shutdown : AbortSignal.any([gone.signal, ctx.shutdown]);
+    const signal = gone === null ? ctx.shutdown : gone.signal;
     const startedAt = performance.now();
     const startedWall = Date.now();
     const waited = (): number | null => (heldMs > 0 ? performance.now() - startedAt : null);
