@@ -10,6 +10,7 @@ import {
   ForbiddenError, HoldfastError, InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, StoreUnavailableError,
   UnauthorizedError, WaitTimeoutError, type ErrorCode, type Holder,
 } from '../model/errors.js';
+import { combineSignals } from '../model/linked-abort.js';
 
 export interface TransportOptions {
   /** Bearer token sent with every request. */
@@ -112,8 +113,10 @@ export class Transport {
   #once(method: string, path: string, options: CallOptions): Promise<Answer> {
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     // A signal of its own per call: many calls can share the caller's signal without piling
-    // listeners (and warnings) on it.
-    const signal = options.signal && AbortSignal.any([options.signal]);
+    // listeners (and warnings) on it (combineSignals: AbortSignal.any for a caller's signal, a
+    // cheaper LinkedAbort for holdfast's own, unlinked when the call settles).
+    const linked = options.signal ? combineSignals(options.signal) : null;
+    const signal = linked?.signal;
     const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
     const url = this.url(path, options.query);
     const timeoutMs = this.#options.timeoutMs + (options.holdMs ?? 0);
@@ -129,6 +132,7 @@ export class Transport {
         if (settled) return;
         settled = true;
         signal?.removeEventListener('abort', onAbort);
+        linked?.unlink();
         reject(error);
       };
       const onAbort = (): void => {
@@ -162,6 +166,7 @@ export class Transport {
           }
           settled = true;
           signal?.removeEventListener('abort', onAbort);
+          linked?.unlink();
           resolve({ status: res.statusCode ?? 0, body, headers: res.headers, sentAt, arrivedAt });
         });
       });

@@ -64,10 +64,11 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
 
   const heldMs = Math.min(waitMs, ctx.options.maxWaitMs);
   const raw = reply.raw;
-  // A try-once acquire without an id is one store call that nobody can cancel: it runs under the
-  // server's shutdown signal alone, with no controller or combined signal made for it. Otherwise
-  // its signal aborts when the client goes away and when the server shuts down.
-  const gone = heldMs > 0 || body.id !== undefined ? new LinkedAbort(ctx.shutdown) : null;
+  // A try-once acquire is one store call with nothing to interrupt: no controller or combined
+  // signal is made for it (a client gone or a cancel by id meanwhile is seen by `goneReason`
+  // after the call, and a lease granted then is released). A wait's signal aborts when the
+  // client goes away, when it is cancelled by id and when the server shuts down.
+  const gone = heldMs > 0 || resumed !== null ? new LinkedAbort(ctx.shutdown) : null;
   let goneReason: ClientGoneError | null = null;
   const goAway = (error: ClientGoneError): void => {
     goneReason ??= error;
@@ -116,7 +117,7 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   }
 
   async function grantAndAnswer(): Promise<unknown> {
-    const signal = gone === null ? ctx.shutdown : gone.signal;
+    const signal = gone?.signal;
     const startedAt = performance.now();
     const startedWall = Date.now();
     const waited = (): number | null => (heldMs > 0 ? performance.now() - startedAt : null);
@@ -124,7 +125,7 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
       granted = resumed !== null || heldMs < waitMs
         ? await holdLongWait({
           store: ctx.store, router: ctx.router, parked: ctx.parked, id: body.id, request: valid, waitMs, holdMs: heldMs,
-          waiterTtlMs: ctx.options.waiterTtlMs, resumed, signal,
+          waiterTtlMs: ctx.options.waiterTtlMs, resumed, signal: signal ?? ctx.shutdown,
         })
         : await ctx.locks.grant(valid.resources, {
           owner: valid.owner, ttlMs: valid.ttlMs, waitMs: heldMs, requestId: valid.requestId ?? undefined,
