@@ -6,11 +6,13 @@
  * Each client takes its own key, so the pairs measure the request path, not the queue. On memory
  * the anchor of issue 17 runs too: a bare Fastify + Map lock server (bench/bare-http-lock.ts)
  * driven by the same client, so holdfast/bare is the cost of holdfast's server over the least a
- * lock server on Fastify can do (target ≥ 0.7× at 64 clients).
+ * lock server on Fastify can do (target ≥ 0.7× at 64 clients). A last case runs each server in a
+ * process of its own and reads the server's CPU per pair (http-server-cpu.ts).
  */
 import { join } from 'node:path';
 import { openLocks, startServer, type Locks, type RunningServer } from '../../src/index.js';
 import { startBareLockServer, type BareLockServer } from '../bare-http-lock.js';
+import { serverCpu } from '../http-server-cpu.js';
 import { compare, HOLDFAST, pick, type BenchContext } from '../harness.js';
 import { storesOf, tempDir } from '../stores.js';
 
@@ -66,6 +68,22 @@ export async function httpSuite(ctx: BenchContext): Promise<void> {
       await bare?.close();
       await opened[0]?.close();
       tmp.remove();
+    }
+  }
+  if (storesOf(ctx, ['memory']).includes('memory')) {
+    const caseName = 'memory, 64 clients, server in its own process';
+    const options = { ...timing, concurrency: 64 };
+    for (const [subject, which] of [[HOLDFAST, 'holdfast'], [BARE, 'bare']] as const) {
+      const rates: number[] = [];
+      const cpu: number[] = [];
+      for (let r = 0; r < timing.repeats; r++) {
+        const run = await serverCpu(which, options);
+        rates.push(run.pairsPerSecond);
+        cpu.push(run.cpuMicrosPerPair);
+      }
+      ctx.rec.throughput({ suite, case: caseName, subject, metric: 'pairs/s' }, rates);
+      const sorted = [...cpu].sort((a, b) => a - b);
+      ctx.rec.add({ suite, case: caseName, subject, metric: 'server CPU/pair', value: sorted[Math.floor(sorted.length / 2)]!, unit: 'µs', n: sorted.length });
     }
   }
 }
