@@ -153,9 +153,10 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   }));
   app.setErrorHandler(onError);
   app.setNotFoundHandler((request, reply) => sendError(reply, new NotFoundError(`The route ${request.method} ${redactUrl(request.url.split('?')[0]!)}`)));
-  app.addHook('onSend', async (request, reply, payload) => {
+  // A callback hook, not an async one: no promise per answer.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
-    return payload;
+    done(null, payload);
   });
 
   const routes: RouteSpec[] = [];
