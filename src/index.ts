@@ -6,7 +6,7 @@ export { Lease, type LeaseEvents, type LeaseState, type RenewOptions } from './e
 export { LOCKS_DEFAULTS, type LocksOptions } from './engine/options.js';
 export {
   HoldfastError, InvalidRequestError, LockBusyError, WaitTimeoutError, LeaseLostError, NotFoundError,
-  UnauthorizedError, ForbiddenError, StoreUnavailableError, describeHolders,
+  UnauthorizedError, ForbiddenError, StoreUnavailableError, ServerBusyError, describeHolders,
   type ErrorCode, type Holder, type BusyData,
 } from './model/errors.js';
 export { parseDuration, type Duration } from './model/duration.js';

@@ -26,7 +26,8 @@
  * than the moment the grant existed on the server, which is never after the answer's arrival, so
  * it stays on the safe side by at most one network round trip (covered by the safety margin).
  */
-import { InvalidRequestError, LockBusyError, WaitTimeoutError, type Holder } from '../model/errors.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { InvalidRequestError, LockBusyError, ServerBusyError, WaitTimeoutError, type Holder } from '../model/errors.js';
 import { isLeaseId } from '../model/request.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../model/types.js';
 import type {
@@ -158,6 +159,16 @@ export class HttpStore implements LockStore {
       if (answer.status === 201) return this.#granted(answer, calledAt);
       const error = errorOf(answer.status, answer.body);
       if (error instanceof LockBusyError) return { status: 'busy', holders: error.holders, retryAfterMs: error.retryAfterMs, now: nowOf(answer) };
+      // The server sheds waits past its bound: queued nowhere, so send again after Retry-After while the wait lasts.
+      if (error instanceof ServerBusyError && options.waitMs > 0) {
+        const left = deadline - performance.now();
+        if (left > REWAIT_SLACK_MS) {
+          await delay(Math.min(error.retryAfterMs, left - REWAIT_SLACK_MS), undefined, { signal: options.signal }).catch(() => {
+            throw options.signal?.reason ?? error;
+          });
+          continue;
+        }
+      }
       if (error instanceof WaitTimeoutError) {
         const cut = (answer.body as { error?: { maxWaitMs?: unknown } }).error?.maxWaitMs !== undefined;
         if (cut && deadline - performance.now() > REWAIT_SLACK_MS) continue;

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import {
-  ForbiddenError, HoldfastError, InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, StoreUnavailableError,
+  ForbiddenError, HoldfastError, InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, ServerBusyError, StoreUnavailableError,
   UnauthorizedError, WaitTimeoutError, type ErrorCode, type Holder,
 } from '../model/errors.js';
 import { combineSignals } from '../model/linked-abort.js';
@@ -62,6 +62,9 @@ export function errorOf(status: number, body: unknown): HoldfastError {
     case 'FORBIDDEN':
       return new ForbiddenError(message);
     case 'STORE_UNAVAILABLE':
+      if (error?.['reason'] === 'too-many-waiters') {
+        return new ServerBusyError({ maxWaiters: typeof error['maxWaiters'] === 'number' ? error['maxWaiters'] : null, retryAfterMs });
+      }
       return new StoreUnavailableError(message.replace(/^The store is unavailable, nothing was granted: /, ''));
     default:
       return status >= 500 || status === 0

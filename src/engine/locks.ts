@@ -13,6 +13,7 @@ import type { HistoryEvent, HistoryQuery, LeaseRecord, LockTable, Metadata, Mode
 import type { CallOptions, LockStore, StoreChange } from '../stores/store.js';
 import { DETACH, Lease, NOTIFY_ENDED, REFRESH, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
+import { Heartbeats } from './heartbeats.js';
 import { acquireAndWait, type Granted } from './wait.js';
 import { WakeRouter } from './wakeups.js';
 
@@ -63,6 +64,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   readonly #leases = new Map<string, Lease>();
   readonly #byFence = new Map<number, Lease>();
   readonly #router: WakeRouter;
+  readonly #heartbeats: Heartbeats;
   readonly #unwatch: () => void;
   readonly #closing = new AbortController();
   readonly #pending = new Set<Promise<unknown>>();
@@ -73,6 +75,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.store = store;
     this.#options = resolveLocksOptions(options);
     this.#router = new WakeRouter(store);
+    this.#heartbeats = new Heartbeats(store, this.#options.waiterTtlMs);
     // Every wait listens to the closing signal; many concurrent waits are normal, not a leak.
     unlimitListeners(this.#closing.signal);
     this.#unwatch = store.watch((change) => {
@@ -163,7 +166,9 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     const signal = linked?.signal ?? this.#closing.signal;
     try {
       signal.throwIfAborted();
-      return await acquireAndWait({ store: this.store, router: this.#router, request, waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal });
+      return await acquireAndWait({
+        store: this.store, router: this.#router, request, waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal, heartbeats: this.#heartbeats,
+      });
     } finally {
       linked?.unlink();
     }
@@ -290,6 +295,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.#leases.clear();
     this.#byFence.clear();
     this.#router.close();
+    this.#heartbeats.close();
     this.#unwatch();
     await this.store.close();
   }

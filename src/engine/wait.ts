@@ -18,6 +18,7 @@ import { HoldfastError, LockBusyError, WaitTimeoutError, type Holder } from '../
 import { newLeaseId } from '../model/request.js';
 import type { LeaseRecord, LockRequest } from '../model/types.js';
 import type { LockStore, PollOutcome, StoreChange } from '../stores/store.js';
+import type { Heartbeats } from './heartbeats.js';
 import type { WakeRouter } from './wakeups.js';
 
 export interface WaitInput {
@@ -46,6 +47,12 @@ export interface WaitInput {
   queueDeadline?: number | undefined;
   /** Told the ticket and request the wait is queued under whenever they change (a dropped ticket queued again). */
   onTicket?: ((ticket: string, request: LockRequest) => void) | undefined;
+  /**
+   * The process's batched heartbeat: on a store with `keepAlive` and complete wake-ups, the
+   * waiter does not poll for its heartbeat, it polls only when woken, when a blocker is due to
+   * end, or when the batch finds its ticket no longer queued. @default undefined (polls)
+   */
+  heartbeats?: Heartbeats | undefined;
 }
 
 /** A grant: the lease record, and how to place its expiry on this process's monotonic clock. */
@@ -90,7 +97,7 @@ async function giveBack(store: LockStore, leaseId: string, waiterTtlMs: number):
 }
 
 /** What `acquireAndWait` needs: the request, the store's wait for it, and how the wait goes. */
-export interface AcquireWaitInput extends Pick<WaitInput, 'store' | 'router' | 'request' | 'waiterTtlMs' | 'signal' | 'stayQueued' | 'onTicket'> {
+export interface AcquireWaitInput extends Pick<WaitInput, 'store' | 'router' | 'request' | 'waiterTtlMs' | 'signal' | 'stayQueued' | 'onTicket' | 'heartbeats'> {
   /** The store's wait (0: try once). */
   waitMs: number;
   /** How long this call waits, when less than the store's wait (a server holding a long wait open). @default waitMs */
@@ -124,6 +131,7 @@ export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> 
       store, router, request, ticket: outcome.ticket, startedAt, waitMs: input.holdMs ?? waitMs, waiterTtlMs: input.waiterTtlMs,
       holders: outcome.holders, retryAfterMs: outcome.retryAfterMs, nextCheckMs: outcome.nextCheckMs, now: outcome.now,
       sentAt: startedAt, signal, stayQueued: input.stayQueued, queueDeadline: startedAt + waitMs, onTicket: input.onTicket,
+      heartbeats: input.heartbeats,
     });
   } finally {
     router.unregister(request.id);
@@ -136,10 +144,14 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
   const queueDeadline = Math.max(deadline, input.queueDeadline ?? deadline);
   const heartbeat = Math.max(50, Math.floor(input.waiterTtlMs / 3));
   const polls = store.info.wakeups === 'local';
+  const heartbeats = !polls && input.heartbeats?.batched === true ? input.heartbeats : null;
   let request = input.request;
   let ticket = input.ticket;
   let wakeup = router.register(ticket);
   const tickets = [ticket];
+  /** A ticket the batched heartbeat lost (granted, dropped, busy): wake the waiter to poll it. */
+  const lapsed = (): void => wakeup.wake();
+  heartbeats?.add(ticket, lapsed);
   let last = { holders: input.holders, retryAfterMs: input.retryAfterMs, now: input.now };
   let nextCheck = input.nextCheckMs;
   let backoff = POLL_BACKOFF_MIN_MS;
@@ -175,7 +187,7 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
         if (final?.status === 'queued') last = final;
         throw new WaitTimeoutError({ ...last, waitedMs: Math.round(performance.now() - input.startedAt) });
       }
-      let delay = Math.min(remaining, heartbeat, nextCheck + 1);
+      let delay = Math.min(remaining, heartbeats === null ? heartbeat : Infinity, nextCheck + 1);
       if (polls) {
         delay = Math.min(delay, backoff);
         backoff = Math.min(POLL_BACKOFF_MAX_MS, backoff * 2);
@@ -214,11 +226,13 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       if (outcome.status === 'queued') {
         last = outcome;
         nextCheck = outcome.nextCheckMs;
+        heartbeats?.add(ticket, lapsed);
         continue;
       }
       // Gone: the ticket timed out, was dropped (this process stalled past waiterTtlMs), or was
       // granted and expired before we saw it. Queue again under a fresh id, which no lease had.
       if (deadline - performance.now() <= DEADLINE_SLACK_MS) continue;
+      heartbeats?.remove(ticket);
       request = { ...request, id: newLeaseId() };
       ticket = request.id;
       wakeup = router.register(ticket);
@@ -236,12 +250,16 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
           tickets.push(ticket);
           input.onTicket?.(ticket, request);
         }
+        heartbeats?.add(ticket, lapsed);
         last = again;
         nextCheck = again.nextCheckMs;
       }
     }
   } finally {
-    for (const t of tickets) router.unregister(t);
+    for (const t of tickets) {
+      router.unregister(t);
+      heartbeats?.remove(t);
+    }
   }
 }
 

@@ -161,3 +161,28 @@ export class StoreUnavailableError extends HoldfastError {
     this.name = 'StoreUnavailableError';
   }
 }
+
+/**
+ * The server holds as many waits as it may (`maxWaiters`): this one was queued nowhere. A
+ * `STORE_UNAVAILABLE` (503, `Retry-After`) like any answer that granted nothing for a reason of
+ * the service; the client sends it again after `retryAfterMs` while its wait lasts.
+ */
+export class ServerBusyError extends HoldfastError {
+  readonly retryAfterMs: number;
+  readonly maxWaiters: number | null;
+  constructor(data: { maxWaiters: number | null; retryAfterMs: number }, options?: HoldfastErrorOptions) {
+    super(
+      'STORE_UNAVAILABLE', 503,
+      data.maxWaiters === null
+        ? 'The server holds as many waits as it may; nothing was queued: send the request again later'
+        : `The server holds ${data.maxWaiters} waits, its maxWaiters; nothing was queued: send the request again in ${Math.max(1, Math.ceil(data.retryAfterMs / 1000))} s`,
+      options,
+    );
+    this.name = 'ServerBusyError';
+    this.retryAfterMs = data.retryAfterMs;
+    this.maxWaiters = data.maxWaiters;
+  }
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), reason: 'too-many-waiters', maxWaiters: this.maxWaiters, retryAfterMs: this.retryAfterMs };
+  }
+}

@@ -11,6 +11,7 @@ import type { LockStore } from '../stores/store.js';
 import { UnauthorizedError } from '../model/errors.js';
 import { ANONYMOUS, type Principal } from './auth.js';
 import type { EventHub } from './events.js';
+import type { Heartbeats } from '../engine/heartbeats.js';
 import type { ParkedWaits } from './long-waits.js';
 import type { ServerMetrics } from './metrics.js';
 import type { TicketOwners } from './ownership.js';
@@ -80,6 +81,10 @@ export interface ServerContext {
   readonly parked: ParkedWaits;
   /** Owners of the tickets queued through this server, for the authorization of ticket routes. */
   readonly tickets: TicketOwners;
+  /** Waits held open right now (`POST /v1/leases` with `waitMs`), for the `maxWaiters` bound with `parked`. */
+  readonly holding: { count: number };
+  /** One batched heartbeat for the server's own waits (held open and parked). */
+  readonly heartbeats: Heartbeats;
 }
 
 /** `none`: open to all; `token`: any valid token (the handler checks owners and admin rights). */

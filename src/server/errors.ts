@@ -5,7 +5,7 @@
  * answers 500 (logged with the request id). Nothing here changes state.
  */
 import type { FastifyError, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
-import { HoldfastError, InvalidRequestError, NotFoundError } from '../model/errors.js';
+import { HoldfastError, InvalidRequestError, NotFoundError, ServerBusyError } from '../model/errors.js';
 import { errorBody, isBlocked, retryAfterSeconds } from './present.js';
 
 /** `/resources/0/key` → `resources[0].key`. */
@@ -96,6 +96,7 @@ export function sendError(reply: FastifyReply, error: HoldfastError, extra: Reco
     reply.header('retry-after', String(retryAfterSeconds(error.retryAfterMs)));
     extra = { now: new Date().toISOString(), ...extra };
   }
+  if (error instanceof ServerBusyError) reply.header('retry-after', String(retryAfterSeconds(error.retryAfterMs)));
   if (error.code === 'UNAUTHORIZED') reply.header('www-authenticate', 'Bearer realm="holdfast"');
   return reply.code(error.status).send(errorBody(error, extra));
 }

@@ -21,6 +21,7 @@ import { newLeaseId } from '../model/request.js';
 import type { LockRequest } from '../model/types.js';
 import type { LockStore } from '../stores/store.js';
 import { acquireAndWait, waitForGrant, type Granted, type WaitInput } from '../engine/wait.js';
+import type { Heartbeats } from '../engine/heartbeats.js';
 import type { WakeRouter } from '../engine/wakeups.js';
 
 /** A request whose hold ran out, still queued (or granted meanwhile), waiting for its client. */
@@ -41,6 +42,8 @@ export interface ParkedWaitsOptions {
   waiterTtlMs: number;
   /** Errors of background calls (heartbeats, cancels): logged, never thrown. */
   onError: (error: unknown, what: string) => void;
+  /** The server's batched heartbeat (used when the store has `keepAlive`). @default undefined (a poll per parked wait) */
+  heartbeats?: Heartbeats | undefined;
 }
 
 export class ParkedWaits {
@@ -74,6 +77,11 @@ export class ParkedWaits {
     return parked;
   }
 
+  /** Requests parked now. */
+  get size(): number {
+    return this.#byId.size;
+  }
+
   /** The owner of the request parked under `id`, or null. */
   ownerOf(id: string): string | null {
     return this.#byId.get(id)?.request.owner ?? null;
@@ -97,12 +105,24 @@ export class ParkedWaits {
     this.#byId.delete(id);
     if (parked.timer !== null) clearTimeout(parked.timer);
     parked.timer = null;
+    this.#options.heartbeats?.remove(parked.ticket);
   }
 
-  /** The next heartbeat, or the end of the parking time, whichever comes first. */
+  /**
+   * The next heartbeat, or the end of the parking time, whichever comes first. With the batched
+   * heartbeat, only the end: the batch keeps the ticket, and one it lost is polled (granted: no
+   * more beats; still queued, its row busy a moment: back in the batch; gone: nothing to keep).
+   */
   #schedule(id: string, parked: Parked): void {
     const heartbeat = Math.max(50, Math.floor(this.#options.waiterTtlMs / 3));
     const left = parked.until - performance.now();
+    const batch = this.#options.heartbeats;
+    if (batch?.batched === true && !parked.granted) {
+      batch.add(parked.ticket, () => void this.#lapsed(id, parked));
+      parked.timer = setTimeout(() => void this.#drop(id), Math.max(0, left));
+      parked.timer.unref();
+      return;
+    }
     const beat = !parked.granted;
     parked.timer = setTimeout(() => void this.#tick(id, parked), beat ? Math.min(heartbeat, Math.max(0, left)) : Math.max(0, left));
     parked.timer.unref();
@@ -122,6 +142,19 @@ export class ParkedWaits {
       this.#options.onError(error, 'heartbeat of a parked wait');
     }
     if (this.#byId.get(id) === parked) this.#schedule(id, parked);
+  }
+
+  async #lapsed(id: string, parked: Parked): Promise<void> {
+    if (this.#byId.get(id) !== parked) return;
+    try {
+      const outcome = await this.#options.store.poll(parked.ticket);
+      if (this.#byId.get(id) !== parked) return;
+      if (outcome.status === 'granted') parked.granted = true;
+      else if (outcome.status === 'queued') this.#options.heartbeats?.add(parked.ticket, () => void this.#lapsed(id, parked));
+    } catch (error) {
+      this.#options.onError(error, 'heartbeat of a parked wait');
+      if (this.#byId.get(id) === parked) this.#options.heartbeats?.add(parked.ticket, () => void this.#lapsed(id, parked));
+    }
   }
 
   /** Cancels the ticket of a request whose client did not come back (a lease granted to it is released). */
@@ -154,6 +187,8 @@ export interface LongWaitInput {
   /** The request taken from `parked` when the client came back. */
   resumed: Parked | null;
   signal: AbortSignal;
+  /** The server's batched heartbeat. @default undefined */
+  heartbeats?: Heartbeats | undefined;
 }
 
 /**
@@ -168,7 +203,7 @@ export async function holdLongWait(input: LongWaitInput): Promise<Granted> {
   /** The ticket and request the wait is queued under (they change when a dropped ticket queues again). */
   const place: { ticket?: string; request?: LockRequest } = {};
   const how = {
-    store: input.store, router: input.router, waiterTtlMs: input.waiterTtlMs, signal, stayQueued: cut,
+    store: input.store, router: input.router, waiterTtlMs: input.waiterTtlMs, signal, stayQueued: cut, heartbeats: input.heartbeats,
     onTicket: (ticket: string, request: LockRequest): void => {
       place.ticket = ticket;
       place.request = request;
@@ -191,7 +226,7 @@ export async function holdLongWait(input: LongWaitInput): Promise<Granted> {
 
 /** Goes on waiting for a parked request whose client came back. */
 async function resumeWait(
-  parked: Parked, holdMs: number, how: Pick<WaitInput, 'store' | 'router' | 'waiterTtlMs' | 'signal' | 'stayQueued' | 'onTicket'>,
+  parked: Parked, holdMs: number, how: Pick<WaitInput, 'store' | 'router' | 'waiterTtlMs' | 'signal' | 'stayQueued' | 'onTicket' | 'heartbeats'>,
 ): Promise<Granted> {
   const { store, router } = how;
   const { request, ticket } = parked;

@@ -52,6 +52,12 @@ export interface ServerOptions {
   resumeWindowMs?: Duration;
   /** A waiting client whose server stopped checking in for this long loses its queue place. @default 5000 */
   waiterTtlMs?: Duration;
+  /**
+   * Waits (a `POST /v1/leases` with `waitMs`, held open or parked for its client) the server keeps
+   * at once. One more is refused at once with 503 `OVERLOADED` and `Retry-After`, queued nowhere;
+   * a try-once and every other route are still answered. @default 10000
+   */
+  maxWaiters?: number;
   /** pino log level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. @default 'info' */
   logLevel?: string;
   /** Where the JSON log lines go. @default process.stdout */
@@ -79,6 +85,7 @@ export interface ResolvedServerOptions {
   followIntervalMs: number;
   resumeWindowMs: number;
   waiterTtlMs: number;
+  maxWaiters: number;
   logLevel: string;
   logStream: NodeJS.WritableStream | undefined;
   webRoot: string;
@@ -99,13 +106,14 @@ export const SERVER_DEFAULTS = Object.freeze({
   followIntervalMs: 1000,
   resumeWindowMs: 60_000,
   waiterTtlMs: 5000,
+  maxWaiters: 10_000,
   logLevel: 'info',
 });
 
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 const OPTION_NAMES = new Set([
   'store', 'storeOptions', 'tokens', 'maxWaitMs', 'bodyLimit', 'requestTimeoutMs', 'keepAliveTimeoutMs', 'sweepIntervalMs',
-  'heartbeatMs', 'eventBufferSize', 'followIntervalMs', 'resumeWindowMs', 'waiterTtlMs', 'logLevel', 'logStream', 'webRoot', 'allowedOrigins', 'host', 'port', 'signals',
+  'heartbeatMs', 'eventBufferSize', 'followIntervalMs', 'resumeWindowMs', 'waiterTtlMs', 'maxWaiters', 'logLevel', 'logStream', 'webRoot', 'allowedOrigins', 'host', 'port', 'signals',
 ]);
 
 function integerIn(value: unknown, field: string, min: number, max: number): number {
@@ -144,6 +152,7 @@ export function resolveServerOptions(options: ServerOptions): ResolvedServerOpti
     followIntervalMs: ms(options.followIntervalMs, SERVER_DEFAULTS.followIntervalMs, 'followIntervalMs', 50, 3_600_000),
     resumeWindowMs: ms(options.resumeWindowMs, SERVER_DEFAULTS.resumeWindowMs, 'resumeWindowMs', 0, 86_400_000),
     waiterTtlMs: ms(options.waiterTtlMs, SERVER_DEFAULTS.waiterTtlMs, 'waiterTtlMs', 300, 600_000),
+    maxWaiters: options.maxWaiters === undefined ? SERVER_DEFAULTS.maxWaiters : integerIn(options.maxWaiters, 'maxWaiters', 1, 1_000_000),
     logLevel,
     logStream: options.logStream,
     webRoot: options.webRoot ?? fileURLToPath(new URL('../../../web/', import.meta.url)),

@@ -14,12 +14,13 @@ import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Locks } from '../engine/locks.js';
 import { WakeRouter } from '../engine/wakeups.js';
+import { Heartbeats } from '../engine/heartbeats.js';
 import { openStore } from '../engine/open.js';
 import { NotFoundError, StoreUnavailableError } from '../model/errors.js';
 import { unlimitListeners } from '../model/linked-abort.js';
 import type { LockStore } from '../stores/store.js';
 import { ANONYMOUS } from './auth.js';
-import { BorrowedStore } from './borrowed-store.js';
+import { ServerStore } from './server-store.js';
 import { markStart, RecentGrants, setPrincipal, type RouteSpec, type ServerContext } from './context.js';
 import { errorHandler, schemaError, sendError } from './errors.js';
 import { EventHub } from './events.js';
@@ -94,8 +95,9 @@ class QuietRequestLog extends LogController {
 /** Builds the server (not listening). The caller closes it with `app.close()`. */
 export async function buildServer(options: ServerOptions = {}): Promise<FastifyInstance> {
   const resolved = resolveServerOptions(options);
-  const store: LockStore =
-    typeof resolved.store === 'string' ? await openStore(resolved.store, resolved.storeOptions) : new BorrowedStore(resolved.store);
+  const store: LockStore = typeof resolved.store === 'string'
+    ? new ServerStore(await openStore(resolved.store, resolved.storeOptions), { owned: true })
+    : new ServerStore(resolved.store);
   let app: FastifyInstance;
   let locks: Locks;
   const onError = errorHandler(resolved.bodyLimit, () => metrics.storeError());
@@ -127,8 +129,9 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   if (follower !== null) hub.onFirstSubscriber = () => void follower.tick();
   const shutdown = new AbortController();
   const router = new WakeRouter(store);
+  const heartbeats = new Heartbeats(store, resolved.waiterTtlMs);
   const parked = new ParkedWaits({
-    store, waiterTtlMs: resolved.waiterTtlMs,
+    store, waiterTtlMs: resolved.waiterTtlMs, heartbeats,
     onError: (error, what) => {
       metrics.storeError();
       app.log.warn({ err: error }, `${what} failed`);
@@ -136,7 +139,7 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
   });
   const ctx: ServerContext = {
     locks, store, hub, metrics, options: resolved, shutdown: unlimitListeners(shutdown.signal), waits: new Map(), recent: new RecentGrants(), router, parked,
-    tickets: new TicketOwners(),
+    tickets: new TicketOwners(), holding: { count: 0 }, heartbeats,
   };
 
   // Bodies are JSON, sent as application/json: what a web page can send without a preflight
@@ -205,6 +208,7 @@ export async function buildServer(options: ServerOptions = {}): Promise<FastifyI
     shutdown.abort(new StoreUnavailableError('the server is shutting down'));
     // Nobody can come back for a parked wait now: leave the queue (releasing what it was granted).
     await parked.close();
+    heartbeats.close();
   });
   app.addHook('onClose', async () => {
     unwatch();

@@ -102,6 +102,13 @@ export interface LockStore {
   acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome>;
   /** A waiter's check: granted, still queued (heartbeat refreshed), or gone. */
   poll(ticket: string, options?: CallOptions): Promise<PollOutcome>;
+  /**
+   * The heartbeat of many queued tickets in one call (optional: a store without it gets a `poll`
+   * per ticket). Answers the tickets that are still queued, their heartbeat renewed (written only
+   * when a third of its period has passed, like `poll`'s). A ticket not in the answer was granted,
+   * dropped or timed out: its waiter polls it to learn which. Nothing is granted or settled here.
+   */
+  keepAlive?(tickets: readonly string[], options?: CallOptions): Promise<string[]>;
   /** Leaves the queue. A lease granted to the ticket meanwhile is released (it returns true then). */
   cancel(ticket: string, options?: CallOptions): Promise<boolean>;
   renew(leaseId: string, ttlMs: number, options?: CallOptions): Promise<RenewOutcome>;

@@ -169,4 +169,39 @@ describeEachStore('Dead waiters leave', (ctx) => {
     await held.release();
     assert.equal((await next).owner, 'behind');
   });
+
+  it('a batched heartbeat (keepAlive) keeps queued tickets in place past their waiterTtlMs; a granted, cancelled or unknown ticket is not in its answer', TIMEOUT, async (t) => {
+    const holder = await ctx.open({ owner: 'holder' });
+    const store = holder.store;
+    if (typeof store.keepAlive !== 'function') {
+      // Without it, each waiter polls its own ticket (the other tests of this file).
+      t.skip(`${store.info.kind} has no batched heartbeat`);
+      return;
+    }
+    const held = await holder.acquire('dw/batch', { ttlMs: 30_000 });
+    const queue = async (owner: string): Promise<string> => {
+      const outcome = await store.acquire(storeRequest({ owner, resources: ['dw/batch'] }), { waitMs: 60_000, waiterTtlMs: 600 });
+      assert.ok(outcome.status === 'queued');
+      return outcome.ticket;
+    };
+    const first = await queue('first');
+    const second = await queue('second');
+    const left = await queue('left');
+    assert.equal(await store.cancel(left), false);
+    // Kept alive only by keepAlive, three times its waiterTtlMs.
+    const until = performance.now() + 1800;
+    while (performance.now() < until) {
+      assert.deepEqual((await store.keepAlive([first, second, left, 'no-such-ticket'])).sort(), [first, second].sort());
+      await sleep(150);
+    }
+    assert.deepEqual(waitingOwners(await holder.list(), 'dw/batch'), ['first', 'second']);
+    await held.release();
+    await eventually(async () => assert.deepEqual(holdingOwners(await holder.list(), 'dw/batch'), ['first']), 5000, 20);
+    const alive = await store.keepAlive([first, second]);
+    assert.deepEqual(alive, [second], 'the granted ticket is no longer queued');
+    assert.ok((await store.poll(first)).status === 'granted');
+    assert.equal(await store.cancel(second), false);
+    assert.equal(await store.release(first), true);
+    assert.deepEqual(await store.keepAlive([]), []);
+  });
 });

@@ -13,7 +13,12 @@ type ForceOptions = Parameters<LockStore['forceRelease']>[1];
 type ListOptions = Parameters<LockStore['list']>[0];
 
 export class ForwardingStore implements LockStore {
-  constructor(readonly inner: LockStore) {}
+  /** The inner store's batched heartbeat, when it has one. */
+  readonly keepAlive?: (tickets: readonly string[], options?: CallOptions) => Promise<string[]>;
+
+  constructor(readonly inner: LockStore) {
+    if (typeof inner.keepAlive === 'function') this.keepAlive = (tickets, options) => inner.keepAlive!(tickets, options);
+  }
 
   get info(): StoreInfo {
     return this.inner.info;

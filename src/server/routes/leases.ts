@@ -6,7 +6,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Granted } from '../../engine/wait.js';
 import {
-  HoldfastError, InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, StoreUnavailableError, WaitTimeoutError,
+  HoldfastError, InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, ServerBusyError, StoreUnavailableError, WaitTimeoutError,
 } from '../../model/errors.js';
 import { validateKey } from '../../model/keys.js';
 import { LinkedAbort } from '../../model/linked-abort.js';
@@ -43,6 +43,9 @@ export function requestInput(body: AcquireBody): RequestInput {
   return rest;
 }
 
+/** How long a shed wait is told to wait before it is sent again. */
+const SHED_RETRY_AFTER_MS = 1000;
+
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** The client went away (closed its connection, or cancelled by id). */
@@ -63,6 +66,12 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   const resumed = body.id === undefined ? null : ctx.parked.take(body.id, valid.owner, valid.resources);
 
   const heldMs = Math.min(waitMs, ctx.options.maxWaitMs);
+  // Shedding: past `maxWaiters` waits held or parked, a new wait is refused before it queues
+  // (a client coming back for its parked place already has one; a try-once waits for nothing).
+  if (heldMs > 0 && resumed === null && ctx.holding.count + ctx.parked.size >= ctx.options.maxWaiters) {
+    ctx.metrics.acquisition('rejected', null);
+    throw new ServerBusyError({ maxWaiters: ctx.options.maxWaiters, retryAfterMs: SHED_RETRY_AFTER_MS });
+  }
   const raw = reply.raw;
   // A try-once acquire is one store call with nothing to interrupt: no controller or combined
   // signal is made for it (a client gone or a cancel by id meanwhile is seen by `goneReason`
@@ -108,9 +117,11 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
     const settled = new Promise<boolean>((resolve) => (done = resolve));
     ctx.waits.set(body.id, { owner: valid.owner, cancel: () => goAway(new ClientGoneError('cancelled the request')), settled });
   }
+  if (heldMs > 0) ctx.holding.count++;
   try {
     return await grantAndAnswer();
   } finally {
+    if (heldMs > 0) ctx.holding.count--;
     gone?.unlink();
     if (body.id !== undefined) ctx.waits.delete(body.id);
     done(released === null ? false : await released);
@@ -125,7 +136,7 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
       granted = resumed !== null || heldMs < waitMs
         ? await holdLongWait({
           store: ctx.store, router: ctx.router, parked: ctx.parked, id: body.id, request: valid, waitMs, holdMs: heldMs,
-          waiterTtlMs: ctx.options.waiterTtlMs, resumed, signal: signal ?? ctx.shutdown,
+          waiterTtlMs: ctx.options.waiterTtlMs, resumed, signal: signal ?? ctx.shutdown, heartbeats: ctx.heartbeats,
         })
         : await ctx.locks.grant(valid.resources, {
           owner: valid.owner, ttlMs: valid.ttlMs, waitMs: heldMs, requestId: valid.requestId ?? undefined,

@@ -329,6 +329,12 @@ export class PostgresStore implements LockStore {
     return toPollOutcome(await this.#write('hf_poll', [ticket], options.signal));
   }
 
+  async keepAlive(tickets: readonly string[], options: CallOptions = {}): Promise<string[]> {
+    if (tickets.length === 0) return [];
+    const alive = await this.#query('hf_keep_alive', [tickets], options.signal);
+    return Array.isArray(alive) ? alive.filter((id): id is string => typeof id === 'string') : [];
+  }
+
   async cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
     return (await this.#write('hf_cancel', [ticket], options.signal)) === true;
   }

@@ -187,6 +187,19 @@ export function poll(state: TableState, ticket: string): Result<PollOutcome> {
   return op.result(outcome);
 }
 
+/** The tickets of `tickets` still queued, their heartbeats written when a third of the period passed. */
+export function keepAlive(state: TableState, tickets: readonly string[]): Result<string[]> {
+  const op = new Operation(state);
+  const alive: string[] = [];
+  for (const ticket of tickets) {
+    const waiter = state.waiter(ticket);
+    if (!waiter || waiter.deadline <= op.now || waiter.aliveUntil <= op.now) continue;
+    if (waiter.aliveUntil - op.now < (waiter.waiterTtlMs * 2) / 3) state.touchWaiter(ticket, op.now + waiter.waiterTtlMs);
+    alive.push(ticket);
+  }
+  return op.result(alive);
+}
+
 export function cancel(state: TableState, ticket: string): Result<boolean> {
   const op = new Operation(state);
   op.settle();

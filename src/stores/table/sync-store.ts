@@ -196,6 +196,9 @@ export class SyncTableStore implements LockStore {
   async poll(ticket: string, options: CallOptions = {}): Promise<PollOutcome> {
     return this.#run(options.signal, (s) => ops.poll(s, ticket));
   }
+  async keepAlive(tickets: readonly string[], options: CallOptions = {}): Promise<string[]> {
+    return this.#run(options.signal, (s) => ops.keepAlive(s, tickets));
+  }
   async cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
     return this.#run(options.signal, (s) => ops.cancel(s, ticket));
   }
