@@ -47,8 +47,11 @@ export class ServerStore implements LockStore {
   get info(): StoreInfo {
     return this.#inner.info;
   }
-  async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
-    if (options.waitMs === 0) return this.#inner.acquire(request, options);
+  acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
+    return options.waitMs === 0 ? this.#inner.acquire(request, options) : this.#admitted(request, options);
+  }
+
+  async #admitted(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
     if (this.#inFlight >= this.#limit) {
       // Aborted while waiting for admission: nothing was sent, nothing is queued.
       await new Promise<void>((resolve, reject) => {
