@@ -22,7 +22,8 @@ const RETRY_FRACTION = 0.25;
 export class Heartbeats {
   readonly #store: LockStore;
   readonly #periodMs: number;
-  readonly #tickets = new Map<string, () => void>();
+  /** Each ticket's waiters (two waits in one process share a ticket when one is a requestId retry). */
+  readonly #tickets = new Map<string, Set<() => void>>();
   #timer: NodeJS.Timeout | null = null;
   #beating = false;
   #closed = false;
@@ -39,12 +40,19 @@ export class Heartbeats {
 
   /** Keeps `ticket` alive until `remove`; `onLapse` is called once if the store no longer has it queued. */
   add(ticket: string, onLapse: () => void): void {
-    this.#tickets.set(ticket, onLapse);
+    let waiters = this.#tickets.get(ticket);
+    if (!waiters) this.#tickets.set(ticket, (waiters = new Set()));
+    waiters.add(onLapse);
     this.#arm(this.#periodMs);
   }
 
-  remove(ticket: string): void {
-    this.#tickets.delete(ticket);
+  /** Takes back what `add(ticket, onLapse)` registered. */
+  remove(ticket: string, onLapse: () => void): void {
+    const waiters = this.#tickets.get(ticket);
+    if (waiters) {
+      waiters.delete(onLapse);
+      if (waiters.size === 0) this.#tickets.delete(ticket);
+    }
     if (this.#tickets.size === 0 && this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
@@ -81,9 +89,9 @@ export class Heartbeats {
         }
         for (const ticket of chunk) {
           if (alive.has(ticket)) continue;
-          const onLapse = this.#tickets.get(ticket);
+          const waiters = this.#tickets.get(ticket);
           this.#tickets.delete(ticket);
-          onLapse?.();
+          if (waiters) for (const onLapse of waiters) onLapse();
         }
       }
     } finally {

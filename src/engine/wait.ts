@@ -19,7 +19,7 @@ import { newLeaseId } from '../model/request.js';
 import type { LeaseRecord, LockRequest } from '../model/types.js';
 import type { LockStore, PollOutcome, StoreChange } from '../stores/store.js';
 import type { Heartbeats } from './heartbeats.js';
-import type { WakeRouter } from './wakeups.js';
+import type { WakeRouter, Wakeup } from './wakeups.js';
 
 export interface WaitInput {
   store: LockStore;
@@ -53,6 +53,11 @@ export interface WaitInput {
    * end, or when the batch finds its ticket no longer queued. @default undefined (polls)
    */
   heartbeats?: Heartbeats | undefined;
+  /**
+   * The caller's registration for `ticket`, made before the call that queued it so a grant
+   * pushed before its answer is not missed. The caller unregisters it. @default undefined (registers its own)
+   */
+  wakeup?: Wakeup | undefined;
 }
 
 /** A grant: the lease record, and how to place its expiry on this process's monotonic clock. */
@@ -113,7 +118,7 @@ export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> 
   const { store, router, request, waitMs, signal } = input;
   const startedAt = performance.now();
   // Registered before the call, so a grant pushed before the answer arrives is not missed.
-  router.register(request.id);
+  const early = router.register(request.id);
   try {
     // Local stores ignore the signal (an aborted call could strand a grant); stores that wait
     // inside `acquire` (http) honor it and release what they were granted at that moment.
@@ -131,10 +136,10 @@ export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> 
       store, router, request, ticket: outcome.ticket, startedAt, waitMs: input.holdMs ?? waitMs, waiterTtlMs: input.waiterTtlMs,
       holders: outcome.holders, retryAfterMs: outcome.retryAfterMs, nextCheckMs: outcome.nextCheckMs, now: outcome.now,
       sentAt: startedAt, signal, stayQueued: input.stayQueued, queueDeadline: startedAt + waitMs, onTicket: input.onTicket,
-      heartbeats: input.heartbeats,
+      heartbeats: input.heartbeats, wakeup: outcome.ticket === request.id ? early : undefined,
     });
   } finally {
-    router.unregister(request.id);
+    router.unregister(request.id, early);
   }
 }
 
@@ -147,7 +152,14 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
   const heartbeats = !polls && input.heartbeats?.batched === true ? input.heartbeats : null;
   let request = input.request;
   let ticket = input.ticket;
-  let wakeup = router.register(ticket);
+  /** The registrations this call made (the caller's own, `input.wakeup`, is the caller's to undo). */
+  const registered: Array<[string, Wakeup]> = [];
+  const register = (t: string): Wakeup => {
+    const made = router.register(t);
+    registered.push([t, made]);
+    return made;
+  };
+  let wakeup = input.wakeup ?? register(ticket);
   const tickets = [ticket];
   /** A ticket the batched heartbeat lost (granted, dropped, busy): wake the waiter to poll it. */
   const lapsed = (): void => wakeup.wake();
@@ -232,10 +244,10 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       // Gone: the ticket timed out, was dropped (this process stalled past waiterTtlMs), or was
       // granted and expired before we saw it. Queue again under a fresh id, which no lease had.
       if (deadline - performance.now() <= DEADLINE_SLACK_MS) continue;
-      heartbeats?.remove(ticket);
+      heartbeats?.remove(ticket, lapsed);
       request = { ...request, id: newLeaseId() };
       ticket = request.id;
-      wakeup = router.register(ticket);
+      wakeup = register(ticket);
       tickets.push(ticket);
       input.onTicket?.(ticket, request);
       const againSentAt = performance.now();
@@ -246,7 +258,7 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       if (again.status === 'queued') {
         if (again.ticket !== ticket) {
           ticket = again.ticket;
-          wakeup = router.register(ticket);
+          wakeup = register(ticket);
           tickets.push(ticket);
           input.onTicket?.(ticket, request);
         }
@@ -256,10 +268,8 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       }
     }
   } finally {
-    for (const t of tickets) {
-      router.unregister(t);
-      heartbeats?.remove(t);
-    }
+    for (const [t, made] of registered) router.unregister(t, made);
+    for (const t of tickets) heartbeats?.remove(t, lapsed);
   }
 }
 

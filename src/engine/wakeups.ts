@@ -49,32 +49,42 @@ export class Wakeup {
   }
 }
 
-/** Routes grant notices by ticket. Registrations are counted: two waits may share a ticket (requestId). */
+/**
+ * Routes grant notices by ticket. Each registration gets a `Wakeup` of its own: two waits in one
+ * process may share a ticket (a requestId retry joins the original's queue place), and a notice
+ * for that ticket wakes both.
+ */
 export class WakeRouter {
-  readonly #waiters = new Map<string, { wakeup: Wakeup; count: number }>();
+  readonly #waiters = new Map<string, Set<Wakeup>>();
   readonly #unwatch: () => void;
 
   constructor(store: LockStore) {
     this.#unwatch = store.watch((change: StoreChange) => {
-      for (const ticket of change.granted) this.#waiters.get(ticket)?.wakeup.wake(change);
+      for (const ticket of change.granted) {
+        const wakeups = this.#waiters.get(ticket);
+        if (wakeups) for (const wakeup of wakeups) wakeup.wake(change);
+      }
     });
   }
 
   register(ticket: string): Wakeup {
-    let entry = this.#waiters.get(ticket);
-    if (!entry) this.#waiters.set(ticket, (entry = { wakeup: new Wakeup(), count: 0 }));
-    entry.count++;
-    return entry.wakeup;
+    let wakeups = this.#waiters.get(ticket);
+    if (!wakeups) this.#waiters.set(ticket, (wakeups = new Set()));
+    const wakeup = new Wakeup();
+    wakeups.add(wakeup);
+    return wakeup;
   }
 
-  unregister(ticket: string): void {
-    const entry = this.#waiters.get(ticket);
-    if (entry && --entry.count <= 0) this.#waiters.delete(ticket);
+  unregister(ticket: string, wakeup: Wakeup): void {
+    const wakeups = this.#waiters.get(ticket);
+    if (!wakeups) return;
+    wakeups.delete(wakeup);
+    if (wakeups.size === 0) this.#waiters.delete(ticket);
   }
 
   close(): void {
     this.#unwatch();
-    for (const { wakeup } of this.#waiters.values()) wakeup.wake();
+    for (const wakeups of this.#waiters.values()) for (const wakeup of wakeups) wakeup.wake();
     this.#waiters.clear();
   }
 }

@@ -34,6 +34,8 @@ export interface Parked {
   granted: boolean;
   timer: NodeJS.Timeout | null;
   readonly until: number;
+  /** Its registration in the batched heartbeat (called when the batch no longer finds it queued). */
+  lapse: (() => void) | null;
 }
 
 export interface ParkedWaitsOptions {
@@ -57,7 +59,7 @@ export class ParkedWaits {
   /** Keeps a cut request's place for its client (replacing nothing: ids of waits in progress are unique). */
   park(id: string, request: LockRequest, ticket: string, queueDeadline: number): void {
     const parked: Parked = {
-      request, ticket, queueDeadline, granted: false, timer: null, until: performance.now() + this.#options.waiterTtlMs,
+      request, ticket, queueDeadline, granted: false, timer: null, lapse: null, until: performance.now() + this.#options.waiterTtlMs,
     };
     this.#byId.set(id, parked);
     this.#schedule(id, parked);
@@ -105,7 +107,8 @@ export class ParkedWaits {
     this.#byId.delete(id);
     if (parked.timer !== null) clearTimeout(parked.timer);
     parked.timer = null;
-    this.#options.heartbeats?.remove(parked.ticket);
+    if (parked.lapse !== null) this.#options.heartbeats?.remove(parked.ticket, parked.lapse);
+    parked.lapse = null;
   }
 
   /**
@@ -118,7 +121,8 @@ export class ParkedWaits {
     const left = parked.until - performance.now();
     const batch = this.#options.heartbeats;
     if (batch?.batched === true && !parked.granted) {
-      batch.add(parked.ticket, () => void this.#lapsed(id, parked));
+      parked.lapse ??= () => void this.#lapsed(id, parked);
+      batch.add(parked.ticket, parked.lapse);
       parked.timer = setTimeout(() => void this.#drop(id), Math.max(0, left));
       parked.timer.unref();
       return;
@@ -150,10 +154,10 @@ export class ParkedWaits {
       const outcome = await this.#options.store.poll(parked.ticket);
       if (this.#byId.get(id) !== parked) return;
       if (outcome.status === 'granted') parked.granted = true;
-      else if (outcome.status === 'queued') this.#options.heartbeats?.add(parked.ticket, () => void this.#lapsed(id, parked));
+      else if (outcome.status === 'queued' && parked.lapse !== null) this.#options.heartbeats?.add(parked.ticket, parked.lapse);
     } catch (error) {
       this.#options.onError(error, 'heartbeat of a parked wait');
-      if (this.#byId.get(id) === parked) this.#options.heartbeats?.add(parked.ticket, () => void this.#lapsed(id, parked));
+      if (this.#byId.get(id) === parked && parked.lapse !== null) this.#options.heartbeats?.add(parked.ticket, parked.lapse);
     }
   }
 
@@ -232,7 +236,7 @@ async function resumeWait(
   const { request, ticket } = parked;
   const startedAt = performance.now();
   // Registered before the poll, so a grant pushed before its answer arrives is not missed.
-  router.register(ticket);
+  const early = router.register(ticket);
   try {
     // Anything may have happened while it was parked: look first. (A grant is read again, not
     // taken from the heartbeat that saw it, so its `now` places the expiry from this call.)
@@ -242,9 +246,9 @@ async function resumeWait(
     const first = polled.status === 'queued' ? polled : { holders: [], retryAfterMs: 0, nextCheckMs: 0, now: polled.now };
     return await waitForGrant({
       ...how, request, ticket, startedAt, waitMs: holdMs, queueDeadline: parked.queueDeadline, sentAt: startedAt,
-      holders: first.holders, retryAfterMs: first.retryAfterMs, nextCheckMs: first.nextCheckMs, now: first.now,
+      holders: first.holders, retryAfterMs: first.retryAfterMs, nextCheckMs: first.nextCheckMs, now: first.now, wakeup: early,
     });
   } finally {
-    router.unregister(ticket);
+    router.unregister(ticket, early);
   }
 }

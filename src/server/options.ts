@@ -92,6 +92,13 @@ export interface ResolvedServerOptions {
   allowedOrigins: ReadonlySet<string>;
 }
 
+/**
+ * Connections the kernel keeps waiting to be accepted (capped by `net.core.somaxconn`). Node's
+ * default, 511, is too few for thousands of clients that start waiting at once on a busy server:
+ * a handshake the full queue drops is reset after ~15 s of SYN-ACK retries.
+ */
+export const LISTEN_BACKLOG = 4096;
+
 export const SERVER_DEFAULTS = Object.freeze({
   store: 'sqlite:./holdfast.db',
   host: '127.0.0.1',

@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { InvalidRequestError } from '../model/errors.js';
 import { isLoopback, loadTokens } from './auth.js';
-import { SERVER_DEFAULTS, type ServerOptions } from './options.js';
+import { LISTEN_BACKLOG, SERVER_DEFAULTS, type ServerOptions } from './options.js';
 import { buildServer } from './server.js';
 
 export interface StartOptions extends ServerOptions {
@@ -63,7 +63,7 @@ export async function startServer(options: StartOptions = {}): Promise<RunningSe
     return closing;
   };
   try {
-    await app.listen({ host, port });
+    await app.listen({ host, port, backlog: LISTEN_BACKLOG });
   } catch (error) {
     await app.close();
     throw error;

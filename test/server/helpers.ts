@@ -3,6 +3,7 @@ import http from 'node:http';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { buildServer, openStore, type LockStore, type ServerOptions } from '../../src/index.js';
+import { LISTEN_BACKLOG } from '../../src/server/options.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -22,7 +23,7 @@ export async function testServer(options: ServerOptions & { listen?: boolean } =
   const app = await buildServer({ logLevel: 'silent', ...rest, store });
   let url = '';
   if (listen) {
-    await app.listen({ host: '127.0.0.1', port: 0 });
+    await app.listen({ host: '127.0.0.1', port: 0, backlog: LISTEN_BACKLOG });
     const address = app.server.address();
     url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
   }
