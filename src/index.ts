@@ -17,7 +17,7 @@ export type {
   Mode, Resource, Metadata, LockRequest, LeaseRecord, HeldLock, QueuedWaiter, LockTable, HistoryEvent, HistoryQuery, HistoryType,
 } from './model/types.js';
 export type {
-  LockStore, StoreInfo, StoreChange, AcquireOutcome, PollOutcome, RenewOutcome, CallOptions,
+  LockStore, StoreInfo, StoreChange, AcquireOutcome, PollOutcome, RenewOutcome, CallOptions, EndOptions,
 } from './stores/store.js';
 export { createMemoryStore, type MemoryStoreOptions } from './stores/memory/store.js';
 export * from './fencing/index.js';

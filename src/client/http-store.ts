@@ -31,7 +31,7 @@ import { InvalidRequestError, LockBusyError, ServerBusyError, WaitTimeoutError, 
 import { isLeaseId } from '../model/request.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../model/types.js';
 import type {
-  AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions, PollOutcome,
+  AcquireOptions, AcquireOutcome, CallOptions, EndOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions, PollOutcome,
   RenewOutcome, StoreChange, StoreInfo,
 } from '../stores/store.js';
 import { leaseFromJson, type LeaseJson } from '../server/present.js';
@@ -221,9 +221,10 @@ export class HttpStore implements LockStore {
     return { status: 'queued', holders: polled.holders ?? [], retryAfterMs: polled.retryAfterMs ?? 1000, nextCheckMs: polled.nextCheckMs ?? 1000, now };
   }
 
-  async cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
+  /** `by` is sent as who asked; a server with tokens records it after the token's name. */
+  async cancel(ticket: string, options: EndOptions = {}): Promise<boolean> {
     if (!isLeaseId(ticket)) return false;
-    const answer = await this.#call('DELETE', `v1/tickets/${ticket}`, { signal: options.signal });
+    const answer = await this.#call('DELETE', `v1/tickets/${ticket}`, { query: { by: options.by }, signal: options.signal });
     if (answer.status === 200) return (answer.body as { released: boolean }).released;
     throw errorOf(answer.status, answer.body);
   }
@@ -242,9 +243,10 @@ export class HttpStore implements LockStore {
     throw errorOf(answer.status, answer.body);
   }
 
-  async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
+  /** `by` is sent as who asked; a server with tokens records it after the token's name. */
+  async release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
     if (!isLeaseId(leaseId)) return false;
-    const answer = await this.#call('DELETE', `v1/leases/${leaseId}`, { signal: options.signal });
+    const answer = await this.#call('DELETE', `v1/leases/${leaseId}`, { query: { by: options.by }, signal: options.signal });
     if (answer.status === 200) return (answer.body as { released: boolean }).released;
     throw errorOf(answer.status, answer.body);
   }

@@ -9,7 +9,7 @@ import { LeaseLostError } from '../model/errors.js';
 import type { Duration } from '../model/duration.js';
 import { validateTtl } from '../model/request.js';
 import type { LeaseRecord, Metadata, Resource } from '../model/types.js';
-import type { CallOptions, LockStore } from '../stores/store.js';
+import type { CallOptions, EndOptions, LockStore } from '../stores/store.js';
 
 export interface LeaseEvents {
   /** The lease was renewed; its new expiry. */
@@ -235,7 +235,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
    * If the store can't be reached it throws, and a later `release()` tries the store again
    * (otherwise the store ends the lease at its TTL); the lease counts as released here at once.
    */
-  async release(options: CallOptions = {}): Promise<boolean> {
+  async release(options: EndOptions = {}): Promise<boolean> {
     if (this.#state === 'released' && !this.#releaseFailed) return false;
     const wasHeld = this.#state === 'held';
     if (this.#timer !== null) clearTimeout(this.#timer);
@@ -246,7 +246,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
       this.#host.ended(this, null);
     }
     try {
-      const released = await this.#host.store.release(this.id, { signal: options.signal });
+      const released = await this.#host.store.release(this.id, { signal: options.signal, by: options.by });
       this.#releaseFailed = false;
       if (wasHeld && this.listenerCount('released') > 0) this.emit('released');
       return released;

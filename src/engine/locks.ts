@@ -10,7 +10,7 @@ import { validateKey } from '../model/keys.js';
 import { combineSignals, unlimitListeners } from '../model/linked-abort.js';
 import { isLeaseId, validateOwner, validateRequest, validateTtl, type ResourceInput } from '../model/request.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockTable, Metadata, Mode } from '../model/types.js';
-import type { CallOptions, LockStore, StoreChange } from '../stores/store.js';
+import type { CallOptions, EndOptions, LockStore, StoreChange } from '../stores/store.js';
 import { DETACH, Lease, NOTIFY_ENDED, REFRESH, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
 import { Heartbeats } from './heartbeats.js';
@@ -234,13 +234,17 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     return outcome;
   }
 
-  /** Releases a lease by id. Returns false if it had already ended or is unknown. */
-  async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
+  /**
+   * Releases a lease by id. Returns false if it had already ended or is unknown. With `by`
+   * (who asks, when not the lease's owner: an operator, a cleanup job) the history records it.
+   */
+  async release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
     this.#check();
     if (!isLeaseId(leaseId)) return false;
+    const by = options.by === undefined ? undefined : validateOwner(options.by, 'by');
     const held = this.#leases.get(leaseId);
-    if (held) return held.release(options);
-    return this.store.release(leaseId, options);
+    if (held) return held.release({ by, signal: options.signal });
+    return this.store.release(leaseId, { by, signal: options.signal });
   }
 
   /** Ends every lease of `owner` (on one key with `key`): Cloudron's releaseByTaskId. Returns the count. */

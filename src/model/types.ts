@@ -78,7 +78,7 @@ export interface HistoryEvent {
   owner: string;
   fence: number;
   resources: Resource[];
-  /** Who ended the lease, for `released` by `releaseOwner` and for `forced`. */
+  /** Who ended the lease: its owner for its own release (or cancel), else who asked (`releaseOwner`, `forced`, a release by id with `by`). */
   by: string | null;
   /** `release`, `release-owner`, `force`, `expiry`, `cancelled`, or `null` for `acquired`. */
   reason: string | null;

@@ -21,8 +21,8 @@ import type { JsonSchema } from './schemas.js';
 /** A held-open acquire, by the id its client gave, so that `DELETE /v1/tickets/{id}` can end it. */
 export interface InflightWait {
   readonly owner: string;
-  /** Ends the wait (leaves the queue; a lease granted at that moment is released). */
-  cancel(): void;
+  /** Ends the wait (leaves the queue; a lease granted at that moment is released, `by` recorded as who asked). */
+  cancel(by: string | undefined): void;
   /** Settles when the request is done, queue left and any undelivered lease released; true if one was. */
   readonly settled: Promise<boolean>;
 }
@@ -134,6 +134,15 @@ export function elapsedMs(request: FastifyRequest): number {
 }
 
 /** Who asked for a release, as recorded in history: the token name, and the `by` the client gave. */
+/**
+ * Who ends a lease by id, for its history event: with tokens, the token's name (and the `by` it
+ * gave); without tokens, the `by` given, or nobody but the owner (undefined: the store records
+ * the lease's owner).
+ */
+export function idActorOf(request: FastifyRequest, by: string | undefined): string | undefined {
+  return principalOf(request) === ANONYMOUS ? by : actorOf(request, by);
+}
+
 export function actorOf(request: FastifyRequest, by: string | undefined): string {
   const principal = principalOf(request);
   if (principal === ANONYMOUS) return by ?? `http:${request.ip}`;

@@ -90,11 +90,11 @@ export class ParkedWaits {
   }
 
   /** Its client ends the parked request: it leaves the queue; true when a lease granted to it meanwhile was released. */
-  async cancel(id: string): Promise<boolean> {
+  async cancel(id: string, by?: string): Promise<boolean> {
     const parked = this.#byId.get(id);
     if (parked === undefined) return false;
     this.#forget(id, parked);
-    return this.#options.store.cancel(parked.ticket);
+    return this.#options.store.cancel(parked.ticket, { by });
   }
 
   /** Leaves the queue for every parked request (the server is shutting down). */

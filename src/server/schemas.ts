@@ -114,6 +114,9 @@ export const ownerQuery = {
 
 export const forceQuery = { type: 'object', additionalProperties: false, properties: { by } } as const;
 
+/** A release or cancel by id: who asked, when not the lease's owner (recorded in the history). */
+export const endQuery = { type: 'object', additionalProperties: false, properties: { by } } as const;
+
 export const listQuery = {
   type: 'object',
   additionalProperties: false,

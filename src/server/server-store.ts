@@ -12,7 +12,7 @@
  */
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../model/types.js';
 import type {
-  AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions, PollOutcome,
+  AcquireOptions, AcquireOutcome, CallOptions, EndOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions, PollOutcome,
   RenewOutcome, StoreChange, StoreInfo,
 } from '../stores/store.js';
 
@@ -84,13 +84,13 @@ export class ServerStore implements LockStore {
   poll(ticket: string, options?: CallOptions): Promise<PollOutcome> {
     return this.#inner.poll(ticket, options);
   }
-  cancel(ticket: string, options?: CallOptions): Promise<boolean> {
+  cancel(ticket: string, options?: EndOptions): Promise<boolean> {
     return this.#inner.cancel(ticket, options);
   }
   renew(leaseId: string, ttlMs: number, options?: CallOptions): Promise<RenewOutcome> {
     return this.#inner.renew(leaseId, ttlMs, options);
   }
-  release(leaseId: string, options?: CallOptions): Promise<boolean> {
+  release(leaseId: string, options?: EndOptions): Promise<boolean> {
     return this.#inner.release(leaseId, options);
   }
   get(leaseId: string, options?: CallOptions): Promise<LeaseRecord | null> {

@@ -81,6 +81,15 @@ export interface StoreInfo {
   wakeups: 'complete' | 'local';
 }
 
+/** A release or cancel by id. */
+export interface EndOptions extends CallOptions {
+  /**
+   * Who asked, when that is not simply the lease's owner (an admin token, a token acting for
+   * the owner): written as the history event's `by`. @default the lease's owner
+   */
+  by?: string | undefined;
+}
+
 export interface OwnerReleaseOptions extends CallOptions {
   /** Only leases that hold this exact key. */
   key?: string | undefined;
@@ -110,9 +119,9 @@ export interface LockStore {
    */
   keepAlive?(tickets: readonly string[], options?: CallOptions): Promise<string[]>;
   /** Leaves the queue. A lease granted to the ticket meanwhile is released (it returns true then). */
-  cancel(ticket: string, options?: CallOptions): Promise<boolean>;
+  cancel(ticket: string, options?: EndOptions): Promise<boolean>;
   renew(leaseId: string, ttlMs: number, options?: CallOptions): Promise<RenewOutcome>;
-  release(leaseId: string, options?: CallOptions): Promise<boolean>;
+  release(leaseId: string, options?: EndOptions): Promise<boolean>;
   get(leaseId: string, options?: CallOptions): Promise<LeaseRecord | null>;
   releaseOwner(owner: string, options: OwnerReleaseOptions): Promise<number>;
   forceRelease(key: string, options: ForceReleaseOptions): Promise<number>;

@@ -129,12 +129,14 @@ describe('holdfast CLI', () => {
 
   test('SIGTERM is forwarded to the child', async () => {
     const marker = join(dir, 'got-term');
+    const ready = join(dir, 'term-handler-ready');
     let pid = 0;
     const run = holdfast(['run', 'jobs/signal', '--', ...node(
-      `process.on('SIGTERM', () => { require('fs').writeFileSync(${JSON.stringify(marker)}, 'x'); process.exit(0); }); console.log('ready'); setInterval(() => {}, 1000)`,
+      `process.on('SIGTERM', () => { require('fs').writeFileSync(${JSON.stringify(marker)}, 'x'); process.exit(0); }); require('fs').writeFileSync(${JSON.stringify(ready)}, 'x'); setInterval(() => {}, 1000)`,
     )], { onSpawn: (p) => (pid = p) });
     await eventually(async () => (await locks.list({ prefix: 'jobs/signal' })).locks.length === 1);
-    await new Promise((r) => setTimeout(r, 300));
+    // The child's handler is installed (on a loaded machine node may take longer than a fixed pause to start).
+    await eventually(async () => existsSync(ready));
     process.kill(pid, 'SIGTERM');
     const out = await run;
     assert.ok(existsSync(marker), 'the child got SIGTERM');

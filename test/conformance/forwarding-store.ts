@@ -3,7 +3,7 @@
  * (a renew that fails) or to count calls, and pass it to `openLocks(store)`.
  */
 import type {
-  AcquireOutcome, CallOptions, HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockStore, LockTable, PollOutcome,
+  AcquireOutcome, CallOptions, EndOptions, HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockStore, LockTable, PollOutcome,
   RenewOutcome, StoreChange, StoreInfo,
 } from '../../src/index.js';
 
@@ -29,13 +29,13 @@ export class ForwardingStore implements LockStore {
   poll(ticket: string, options?: CallOptions): Promise<PollOutcome> {
     return this.inner.poll(ticket, options);
   }
-  cancel(ticket: string, options?: CallOptions): Promise<boolean> {
+  cancel(ticket: string, options?: EndOptions): Promise<boolean> {
     return this.inner.cancel(ticket, options);
   }
   renew(leaseId: string, ttlMs: number, options?: CallOptions): Promise<RenewOutcome> {
     return this.inner.renew(leaseId, ttlMs, options);
   }
-  release(leaseId: string, options?: CallOptions): Promise<boolean> {
+  release(leaseId: string, options?: EndOptions): Promise<boolean> {
     return this.inner.release(leaseId, options);
   }
   get(leaseId: string, options?: CallOptions): Promise<LeaseRecord | null> {

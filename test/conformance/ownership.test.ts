@@ -132,4 +132,37 @@ describeEachStore('Ownership', (ctx) => {
     const older = await admin.history({ owner: 'a', beforeId: events[1]!.id });
     assert.deepEqual(older.map((e) => e.id), events.slice(2).map((e) => e.id));
   });
+
+  it('a release or cancel by id records who asked (`by`) in the history; without it, the owner', TIMEOUT, async () => {
+    const a = await ctx.open({ owner: 'a' });
+    const ops = await ctx.open({ owner: 'ops' });
+    const plain = await a.acquire('by/plain');
+    const asked = await a.acquire('by/asked');
+    const own = await a.acquire('by/own');
+    assert.equal(await ops.release(plain.id), true);
+    assert.equal(await ops.release(asked.id, { by: 'ops-admin' }), true);
+    assert.equal(await a.release(own.id, { by: 'a-cleanup' }), true, 'a lease held by this object, released by id with `by`');
+    assert.equal(own.state, 'released');
+    // cancel: a ticket whose request was granted meanwhile ends that lease.
+    const request = {
+      id: newLeaseId(), owner: 'a', resources: [{ key: 'by/ticket', mode: 'exclusive' as const, limit: null }],
+      ttlMs: 10_000, requestId: null, metadata: {}, lockDelayMs: 0,
+    };
+    const granted = await ops.store.acquire(request, { waitMs: 1000, waiterTtlMs: 5000 });
+    assert.equal(granted.status, 'granted');
+    assert.equal(await ops.store.cancel(request.id, { by: 'ops-canceller' }), true);
+    await assert.rejects(ops.release(plain.id, { by: '' }), /`by`/, 'an empty `by` is refused');
+
+    const events = await ops.history({ owner: 'a' });
+    const end = (key: string): { by: string | null; reason: string | null } => {
+      const event = events.find((e) => e.type === 'released' && e.resources[0]!.key === key);
+      assert.ok(event, `no released event for ${key}: ${JSON.stringify(events)}`);
+      return { by: event.by, reason: event.reason };
+    };
+    assert.deepEqual(end('by/plain'), { by: 'a', reason: 'release' });
+    assert.deepEqual(end('by/asked'), { by: 'ops-admin', reason: 'release' });
+    assert.deepEqual(end('by/own'), { by: 'a-cleanup', reason: 'release' });
+    assert.deepEqual(end('by/ticket'), { by: 'ops-canceller', reason: 'cancelled' });
+    assert.deepEqual((await ops.list({ prefix: 'by/' })).locks, []);
+  });
 });

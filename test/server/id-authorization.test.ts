@@ -92,6 +92,29 @@ describe('authorization of ids', () => {
     assert.deepEqual((await call(ADMIN, 'DELETE', `/v1/tickets/${lease.id}`)).body, { released: true });
   });
 
+  test('a lease ended by id records the real actor in history: the token\'s name (and the `by` it gave)', async () => {
+    const take = async (key: string) => (await call(B, 'POST', '/v1/leases', { key, owner: 'team-b-5' })).body['lease'] as { id: string; fence: number };
+    const own = await take('idauth/actor/own');
+    const byAdmin = await take('idauth/actor/admin');
+    const byAdminFor = await take('idauth/actor/admin-for');
+    const cancelled = await take('idauth/actor/cancelled');
+    assert.deepEqual((await call(B, 'DELETE', `/v1/leases/${own.id}`)).body, { released: true });
+    assert.deepEqual((await call(ADMIN, 'DELETE', `/v1/leases/${byAdmin.id}`)).body, { released: true });
+    assert.deepEqual((await call(ADMIN, 'DELETE', `/v1/leases/${byAdminFor.id}?by=alice`)).body, { released: true });
+    assert.deepEqual((await call(ADMIN, 'DELETE', `/v1/tickets/${cancelled.id}`)).body, { released: true });
+    const bad = await call(ADMIN, 'DELETE', `/v1/leases/${own.id}?by=`);
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
+    const history = await server.store.history({ owner: 'team-b-5' });
+    const endOf = (fence: number) => {
+      const event = history.find((e) => e.fence === fence && e.type === 'released');
+      return event && `${event.by} ${event.reason}`;
+    };
+    assert.equal(endOf(own.fence), 'team-b release', 'the owner\'s token');
+    assert.equal(endOf(byAdmin.fence), 'ops release', 'the admin token, not the lease\'s owner');
+    assert.equal(endOf(byAdminFor.fence), 'ops:alice release');
+    assert.equal(endOf(cancelled.fence), 'ops cancelled');
+  });
+
   test('a ticket this server did not queue is refused to a non-admin token and left alone', async () => {
     // Queued straight in the store (as another server sharing it would): its owner is not known here.
     const request = (id: string, owner: string) => ({

@@ -12,7 +12,7 @@ import { validateKey } from '../../model/keys.js';
 import { LinkedAbort } from '../../model/linked-abort.js';
 import { validateOwner, validateRequest, validateTtl, type RequestInput } from '../../model/request.js';
 import { requireOwner } from '../auth.js';
-import { actorOf, elapsedMs, principalOf, type RouteSpec, type ServerContext } from '../context.js';
+import { actorOf, elapsedMs, idActorOf, principalOf, type RouteSpec, type ServerContext } from '../context.js';
 import { sendError } from '../errors.js';
 import { authorizeId } from '../ownership.js';
 import { iso, leaseJson, shortId } from '../present.js';
@@ -85,11 +85,13 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   };
   let granted: Granted | null = null;
   let released: Promise<boolean> | null = null;
+  /** Who cancelled the wait by id, when it was (recorded if a lease granted meanwhile is released). */
+  let cancelledBy: string | undefined;
   /** Releases a lease nobody received (once). */
   const releaseUndelivered = (why: string): Promise<boolean> => {
     if (granted === null) return Promise.resolve(false);
     const { id, fence } = granted.lease;
-    released ??= ctx.store.release(id).then(
+    released ??= ctx.store.release(id, { by: cancelledBy }).then(
       (ok) => {
         request.log.info({ lease: shortId(id), fence }, `released a lease nobody received: ${why}`);
         return ok;
@@ -115,7 +117,10 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   let done: (releasedOne: boolean) => void = () => {};
   if (body.id !== undefined) {
     const settled = new Promise<boolean>((resolve) => (done = resolve));
-    ctx.waits.set(body.id, { owner: valid.owner, cancel: () => goAway(new ClientGoneError('cancelled the request')), settled });
+    ctx.waits.set(body.id, { owner: valid.owner, cancel: (by) => {
+        cancelledBy = by;
+        goAway(new ClientGoneError('cancelled the request'));
+      }, settled });
   }
   if (heldMs > 0) ctx.holding.count++;
   try {
@@ -201,9 +206,11 @@ async function renew(ctx: ServerContext, request: FastifyRequest, reply: Fastify
 async function release(ctx: ServerContext, request: FastifyRequest): Promise<unknown> {
   const { id } = request.params as { id: string };
   await authorizeId(ctx, request, id, { action: 'release a lease' });
+  const query = request.query as { by?: string };
+  const by = idActorOf(request, query.by === undefined ? undefined : validateOwner(query.by, 'by'));
   const current = await ctx.store.get(id);
   if (!current) return { released: false };
-  const released = await ctx.store.release(id);
+  const released = await ctx.store.release(id, { by });
   if (released) request.log.debug({ lease: shortId(id), fence: current.fence }, 'released');
   return { released };
 }
@@ -242,7 +249,7 @@ export function leaseRoutes(ctx: ServerContext): RouteSpec[] {
     },
     {
       method: 'DELETE', url: '/v1/leases/:id', operationId: 'release', access: 'token', summary: 'Release a lease (false when it had ended)',
-      schema: { params: S.leaseIdParams, response: { 200: S.releasedAnswer, ...errors } },
+      schema: { params: S.leaseIdParams, querystring: S.endQuery, response: { 200: S.releasedAnswer, ...errors } },
       handler: (request) => release(ctx, request),
     },
     {

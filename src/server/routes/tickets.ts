@@ -17,10 +17,10 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LockBusyError } from '../../model/errors.js';
-import { LIMITS } from '../../model/request.js';
+import { LIMITS, validateOwner } from '../../model/request.js';
 import { parseDurationIn } from '../../model/duration.js';
 import type { LockRequest } from '../../model/types.js';
-import { type RouteSpec, type ServerContext } from '../context.js';
+import { idActorOf, type RouteSpec, type ServerContext } from '../context.js';
 import { authorizeId } from '../ownership.js';
 import { iso, leaseJson, shortId } from '../present.js';
 import * as S from '../schemas.js';
@@ -59,15 +59,17 @@ async function poll(ctx: ServerContext, request: FastifyRequest): Promise<unknow
 async function cancel(ctx: ServerContext, request: FastifyRequest): Promise<unknown> {
   const { id } = request.params as { id: string };
   await authorizeId(ctx, request, id, { action: 'cancel a request', refuseUnknown: true });
+  const query = request.query as { by?: string };
+  const by = idActorOf(request, query.by === undefined ? undefined : validateOwner(query.by, 'by'));
   const wait = ctx.waits.get(id);
   if (wait) {
-    wait.cancel();
+    wait.cancel(by);
     return { released: await wait.settled };
   }
-  if (ctx.parked.ownerOf(id) !== null) return { released: await ctx.parked.cancel(id) };
+  if (ctx.parked.ownerOf(id) !== null) return { released: await ctx.parked.cancel(id, by) };
   const recent = ctx.recent.take(id);
-  if (recent) return { released: await ctx.store.release(recent.leaseId) };
-  return { released: await ctx.store.cancel(id) };
+  if (recent) return { released: await ctx.store.release(recent.leaseId, { by }) };
+  return { released: await ctx.store.cancel(id, { by }) };
 }
 
 export function ticketRoutes(ctx: ServerContext): RouteSpec[] {
@@ -82,7 +84,7 @@ export function ticketRoutes(ctx: ServerContext): RouteSpec[] {
     {
       method: 'DELETE', url: '/v1/tickets/:id', operationId: 'cancel', access: 'token',
       summary: 'End a wait by its id: leave the queue; a lease granted meanwhile is released',
-      schema: { params: S.ticketParams, response: { 200: S.releasedAnswer, ...errors } },
+      schema: { params: S.ticketParams, querystring: S.endQuery, response: { 200: S.releasedAnswer, ...errors } },
       handler: (request) => cancel(ctx, request),
     },
   ];

@@ -26,7 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { HoldfastError, StoreUnavailableError } from '../../model/errors.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../../model/types.js';
 import type {
-  AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
+  AcquireOptions, AcquireOutcome, CallOptions, EndOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
 import * as ops from '../table/operations.js';
@@ -472,14 +472,14 @@ export class EtcdStore implements LockStore {
   poll(ticket: string, options: CallOptions = {}): Promise<PollOutcome> {
     return this.#submit(options.signal, { ids: [ticket] }, (t) => ops.poll(t, ticket));
   }
-  cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
-    return this.#submit(options.signal, { ids: [ticket] }, (t) => ops.cancel(t, ticket));
+  cancel(ticket: string, options: EndOptions = {}): Promise<boolean> {
+    return this.#submit(options.signal, { ids: [ticket] }, (t) => ops.cancel(t, ticket, options.by));
   }
   renew(leaseId: string, ttlMs: number, options: CallOptions = {}): Promise<RenewOutcome> {
     return this.#submit(options.signal, { ids: [leaseId] }, (t) => ops.renew(t, leaseId, ttlMs));
   }
-  release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
-    return this.#submit(options.signal, { ids: [leaseId] }, (t) => ops.release(t, leaseId));
+  release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
+    return this.#submit(options.signal, { ids: [leaseId] }, (t) => ops.release(t, leaseId, options.by));
   }
   get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {
     return this.#submit(options.signal, { ids: [leaseId] }, (t) => ({ value: ops.get(t, leaseId), changes: [], now: t.now() }));

@@ -20,7 +20,7 @@ import mysql, { type Pool, type RowDataPacket } from 'mysql2/promise';
 import { InvalidRequestError, StoreUnavailableError } from '../../model/errors.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../../model/types.js';
 import type {
-  AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
+  AcquireOptions, AcquireOutcome, CallOptions, EndOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
 import { DueTimer } from '../due-timer.js';
@@ -273,8 +273,8 @@ export class MysqlStore implements LockStore {
     return value;
   }
 
-  async cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
-    const { value } = await this.#write(this.#byId(ticket, false, (s) => ops.cancel(s, ticket)), options.signal);
+  async cancel(ticket: string, options: EndOptions = {}): Promise<boolean> {
+    const { value } = await this.#write(this.#byId(ticket, false, (s) => ops.cancel(s, ticket, options.by)), options.signal);
     this.#unqueue(ticket);
     return value;
   }
@@ -288,13 +288,14 @@ export class MysqlStore implements LockStore {
     return (await this.#write(this.#byId(leaseId, true, (s) => ops.renew(s, leaseId, ttlMs)), options.signal)).value;
   }
 
-  async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
+  async release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
     const roots = this.#roots.get(leaseId);
-    if (roots !== undefined && roots.length > 0 && !this.#contended(roots)) {
+    // The lean release records the owner as who ended it; one by someone else takes the full path.
+    if (options.by === undefined && roots !== undefined && roots.length > 0 && !this.#contended(roots)) {
       const lean = await this.#lean(options.signal, roots, () => leanRelease(this.#pool, leaseId, roots));
       if (lean !== null) return lean.value;
     }
-    return (await this.#write(this.#byId(leaseId, false, (s) => ops.release(s, leaseId)), options.signal)).value;
+    return (await this.#write(this.#byId(leaseId, false, (s) => ops.release(s, leaseId, options.by)), options.signal)).value;
   }
 
   async get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {

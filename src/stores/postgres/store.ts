@@ -19,7 +19,7 @@ import pg from 'pg';
 import { InvalidRequestError, StoreUnavailableError } from '../../model/errors.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../../model/types.js';
 import type {
-  AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
+  AcquireOptions, AcquireOutcome, CallOptions, EndOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
 import { DueTimer } from '../due-timer.js';
@@ -335,7 +335,8 @@ export class PostgresStore implements LockStore {
     return Array.isArray(alive) ? alive.filter((id): id is string => typeof id === 'string') : [];
   }
 
-  async cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
+  async cancel(ticket: string, options: EndOptions = {}): Promise<boolean> {
+    if (options.by !== undefined) return (await this.#write('hf_cancel_by', [ticket, options.by], options.signal)) === true;
     return (await this.#write('hf_cancel', [ticket], options.signal)) === true;
   }
 
@@ -343,7 +344,8 @@ export class PostgresStore implements LockStore {
     return toRenewOutcome(await this.#write('hf_renew', [leaseId, ttlMs], options.signal));
   }
 
-  async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
+  async release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
+    if (options.by !== undefined) return (await this.#write('hf_release_by', [leaseId, options.by], options.signal)) === true;
     return (await this.#write('hf_release', [leaseId], options.signal)) === true;
   }
 

@@ -625,7 +625,7 @@ local function poll(keys, args)
   return answer(queued(w))
 end
 
--- ARGV[3] ticket. value: true when a lease granted to it was released.
+-- ARGV[3] ticket, ARGV[4] by ('' for the lease's owner). value: true when a lease granted to it was released.
 local function cancel(keys, args)
   begin(keys, args)
   local ticket = args[3]
@@ -639,7 +639,7 @@ local function cancel(keys, args)
   end
   local l = lease(ticket)
   if l then
-    endLease(l, 'released', 'cancelled', l.owner, now, false)
+    endLease(l, 'released', 'cancelled', (args[4] or '') ~= '' and args[4] or l.owner, now, false)
     promote(freedBy(l.res))
     return answer(true)
   end
@@ -662,14 +662,14 @@ local function renew(keys, args)
   return answer({ status = 'renewed', lease = publicLease(l), now = now })
 end
 
--- ARGV[3] lease id. value: true when released.
+-- ARGV[3] lease id, ARGV[4] by ('' for the lease's owner). value: true when released.
 local function release(keys, args)
   begin(keys, args)
   local id = args[3]
   settle()
   local l = lease(id)
   if not l then return answer(false) end
-  endLease(l, 'released', 'release', l.owner, now, false)
+  endLease(l, 'released', 'release', (args[4] or '') ~= '' and args[4] or l.owner, now, false)
   promote(freedBy(l.res))
   return answer(true)
 end

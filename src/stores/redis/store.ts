@@ -19,7 +19,7 @@ import { createClient, type RedisClientType } from '@redis/client';
 import { InvalidRequestError, StoreUnavailableError } from '../../model/errors.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../../model/types.js';
 import type {
-  AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
+  AcquireOptions, AcquireOutcome, CallOptions, EndOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
 import {
@@ -236,16 +236,16 @@ export class RedisStore implements LockStore {
     return outcome;
   }
 
-  async cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
-    return (await this.#write('cancel', [ticket], options.signal)).value === true;
+  async cancel(ticket: string, options: EndOptions = {}): Promise<boolean> {
+    return (await this.#write('cancel', [ticket, options.by ?? ''], options.signal)).value === true;
   }
 
   async renew(leaseId: string, ttlMs: number, options: CallOptions = {}): Promise<RenewOutcome> {
     return toRenewOutcome((await this.#write('renew', [leaseId, ttlMs], options.signal)).value);
   }
 
-  async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
-    return (await this.#write('release', [leaseId], options.signal)).value === true;
+  async release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
+    return (await this.#write('release', [leaseId, options.by ?? ''], options.signal)).value === true;
   }
 
   async get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {

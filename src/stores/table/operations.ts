@@ -200,7 +200,8 @@ export function keepAlive(state: TableState, tickets: readonly string[]): Result
   return op.result(alive);
 }
 
-export function cancel(state: TableState, ticket: string): Result<boolean> {
+/** `by`: who asked, for the history (@default the lease's owner). */
+export function cancel(state: TableState, ticket: string, by?: string): Result<boolean> {
   const op = new Operation(state);
   op.settle();
   const waiter = state.waiter(ticket);
@@ -213,7 +214,7 @@ export function cancel(state: TableState, ticket: string): Result<boolean> {
   }
   const lease = state.lease(ticket);
   if (lease) {
-    op.endLease(lease, 'released', 'cancelled', lease.owner, op.now, false);
+    op.endLease(lease, 'released', 'cancelled', by ?? lease.owner, op.now, false);
     op.promote(new Set(lease.resources.map((r) => r.key)));
     return op.result(true);
   }
@@ -230,12 +231,13 @@ export function renew(state: TableState, id: string, ttlMs: number): Result<Rene
   return op.result({ status: 'renewed', lease: { ...lease, expiresAt, ttlMs }, now: op.now });
 }
 
-export function release(state: TableState, id: string): Result<boolean> {
+/** `by`: who asked, for the history (@default the lease's owner). */
+export function release(state: TableState, id: string, by?: string): Result<boolean> {
   const op = new Operation(state);
   op.settle();
   const lease = state.lease(id);
   if (!lease) return op.result(false);
-  op.endLease(lease, 'released', 'release', lease.owner, op.now, false);
+  op.endLease(lease, 'released', 'release', by ?? lease.owner, op.now, false);
   op.promote(new Set(lease.resources.map((r) => r.key)));
   return op.result(true);
 }

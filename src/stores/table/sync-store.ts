@@ -15,7 +15,7 @@
 import { HoldfastError, StoreUnavailableError } from '../../model/errors.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../../model/types.js';
 import type {
-  AcquireOptions, AcquireOutcome, CallOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
+  AcquireOptions, AcquireOutcome, CallOptions, EndOptions, ForceReleaseOptions, ListOptions, LockStore, OwnerReleaseOptions,
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
 import { DueTimer } from '../due-timer.js';
@@ -199,14 +199,14 @@ export class SyncTableStore implements LockStore {
   async keepAlive(tickets: readonly string[], options: CallOptions = {}): Promise<string[]> {
     return this.#run(options.signal, (s) => ops.keepAlive(s, tickets));
   }
-  async cancel(ticket: string, options: CallOptions = {}): Promise<boolean> {
-    return this.#run(options.signal, (s) => ops.cancel(s, ticket));
+  async cancel(ticket: string, options: EndOptions = {}): Promise<boolean> {
+    return this.#run(options.signal, (s) => ops.cancel(s, ticket, options.by));
   }
   async renew(leaseId: string, ttlMs: number, options: CallOptions = {}): Promise<RenewOutcome> {
     return this.#run(options.signal, (s) => ops.renew(s, leaseId, ttlMs));
   }
-  async release(leaseId: string, options: CallOptions = {}): Promise<boolean> {
-    return this.#run(options.signal, (s) => ops.release(s, leaseId));
+  async release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
+    return this.#run(options.signal, (s) => ops.release(s, leaseId, options.by));
   }
   async get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {
     return this.#read(options.signal, (s) => ops.get(s, leaseId));
