@@ -315,7 +315,7 @@ export function check(record: RunRecord): CheckResult {
   // (e): waits. The time the waiter itself was frozen does not count against it; across a store
   // outage (a restart, dropped connections) a store call may take up to the store's connect
   // timeout, so such a wait may overrun by that much.
-  const outages = record.nemeses.filter((n) => config.store !== 'sqlite' && (n.nemesis === 'restart-store' || n.nemesis === 'drop-connections' || CLUSTER_NEMESES.includes(n.nemesis as ClusterNemesisName)));
+  const outages = record.nemeses.filter((n) => config.store !== 'sqlite' && (n.nemesis === 'restart-store' || n.nemesis === 'pause-store' || n.nemesis === 'drop-connections' || CLUSTER_NEMESES.includes(n.nemesis as ClusterNemesisName)));
   for (const { invoke, done } of ops.values()) {
     if (invoke.f !== 'acquire' || done === null) continue;
     const overrun = done.t - invoke.t - invoke.waitMs;

@@ -48,11 +48,11 @@ export type WorkerEvent = At &
     | { type: 'exit' }
   );
 
-export type NemesisName = 'kill' | 'pause' | 'restart-store' | 'drop-connections' | ClusterNemesisName;
+export type NemesisName = 'kill' | 'pause' | 'restart-store' | 'pause-store' | 'drop-connections' | ClusterNemesisName;
 /** Faults of a store cluster's members (the etcd stack): see nemesis.ts. */
 export type ClusterNemesisName = 'kill-leader' | 'kill-member' | 'pause-member' | 'partition-member';
 export const CLUSTER_NEMESES: readonly ClusterNemesisName[] = ['kill-leader', 'kill-member', 'pause-member', 'partition-member'];
-export const NEMESES: readonly NemesisName[] = ['kill', 'pause', 'restart-store', 'drop-connections', ...CLUSTER_NEMESES];
+export const NEMESES: readonly NemesisName[] = ['kill', 'pause', 'restart-store', 'pause-store', 'drop-connections', ...CLUSTER_NEMESES];
 
 /** One fault the harness injected, from `t` to `end`. `targets` are worker names (empty for store faults). */
 export interface NemesisEvent {

@@ -31,11 +31,11 @@ import { openStack, type Stack } from './stack.js';
 const ETCD_FAULT_OUTAGE_MS = 5000;
 
 const USAGE = `Usage: npm run faults -- --store URL [--duration 60s] [--workers 8] [--keys 4]
-         [--nemesis kill,pause,restart-store,drop-connections,kill-leader,kill-member,pause-member,partition-member]
+         [--nemesis kill,pause,restart-store,pause-store,drop-connections,kill-leader,kill-member,pause-member,partition-member]
          [--seed N] [--ttl 2s]
          [--interval 1.5s] [--register postgres://...] [--server-store URL] [--keep]
 
-  --store URL        sqlite:PATH | postgres://...[?schema=S] | mysql://.../DB | http://HOST[:PORT] (a server the harness runs)
+  --store URL        sqlite:PATH | postgres://...[?schema=S] | mysql://.../DB | redis://HOST:PORT/N | http://HOST[:PORT] (a server the harness runs)
                      | etcd (a 3-member cluster the harness runs) | etcd://HOST:PORT,...
   --nemesis LIST     comma-separated, or "none"; default all that apply to the store
   --register URL     the Postgres database of the fenced register (default ${DEFAULT_REGISTER_URL},
@@ -130,7 +130,7 @@ const sleep = (delay: number): Promise<void> => new Promise((resolve) => setTime
 async function main(): Promise<number> {
   await register.create();
   const names = requested;
-  stack = await openStack(storeUrl, { runId, dir, restartable: names.includes('restart-store'), serverStore: values['server-store'] });
+  stack = await openStack(storeUrl, { runId, dir, restartable: names.includes('restart-store'), pausable: names.includes('pause-store'), serverStore: values['server-store'] });
   const { use, skipped } = applicable(names, stack);
   say(`store: ${stack.describe}; register: ${registerUrl} schema hf_faults_${runId}; seed ${seed}; run directory ${dir}`);
   if (skipped.length > 0) say(`not applicable: ${skipped.join(', ')}`);

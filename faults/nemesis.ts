@@ -9,6 +9,7 @@
  *   restart-store     sqlite: SIGKILL 1..n/2 workers at once, mid-transaction for any that were in
  *                     one (every process holding the file), then fresh ones; postgres: restart the
  *                     private cluster (immediate); http: SIGKILL and restart the server.
+ *   pause-store       redis: SIGSTOP the store's server, or CLIENT PAUSE it, for 1..3 s.
  *   drop-connections  pg_terminate_backend of every store connection of the run, or of one worker.
  *   kill-leader       etcd: SIGKILL the cluster's leader; restarted on its data 1..3 s later.
  *   kill-member       etcd: SIGKILL a random member; restarted 1..3 s later.
@@ -37,6 +38,7 @@ export function applicable(names: readonly NemesisName[], stack: Stack): { use: 
   for (const name of names) {
     if (name === 'drop-connections' && stack.dropConnections === null) skipped.push(`drop-connections (no database connections on ${stack.kind}${stack.kind === 'http' ? ' over sqlite' : ''})`);
     else if (CLUSTER_NEMESES.includes(name as ClusterNemesisName) && !stack.members) skipped.push(`${name} (no cluster of the harness on ${stack.kind})`);
+    else if (name === 'pause-store' && !stack.pause) skipped.push(`pause-store (the harness can't pause the ${stack.kind} store)`);
     else if (name === 'restart-store' && stack.kind === 'etcd') skipped.push('restart-store (etcd: the cluster nemeses take members down instead)');
     else use.push(name);
   }
@@ -122,6 +124,11 @@ export class Nemesis {
         if (!stack.members) return;
         // The member comes back (restarted, resumed, healed) after 1..3 s; the fault's end is then.
         done([], await stack.members.fault(name, between(random, 1000, 3000), random));
+        return;
+      }
+      case 'pause-store': {
+        if (!stack.pause) return;
+        done([], await stack.pause(between(random, 1000, 3000)));
         return;
       }
       case 'drop-connections': {

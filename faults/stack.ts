@@ -19,6 +19,9 @@
  *                    `restart-store` restarts the server (SIGKILL, then start again on the same
  *                    port); `drop-connections` terminates the server's connections when its store
  *                    is Postgres.
+ *   redis://...      a prefix per run; with restart-store or pause-store a private redis-server
+ *                    with AOF fsync always (redis-stack.ts): kill -9 and start again, SIGSTOP or
+ *                    CLIENT PAUSE; drop-connections: CLIENT KILL of the run's connections.
  *   etcd             a private 3-member etcd cluster of the harness, its peer ports behind proxies
  *                    (etcd-stack.ts); the cluster nemeses kill, pause and partition its members.
  *                    `etcd://...`: a cluster as given (no member faults). A prefix per run.
@@ -32,6 +35,7 @@ import { PrivateCluster, clusterUnavailable, freePort } from './cluster.js';
 import { etcdStack } from './etcd-stack.js';
 import type { ClusterNemesisName } from './history.js';
 import { mysqlStack } from './mysql-stack.js';
+import { redisStack } from './redis-stack.js';
 
 export interface StackOptions {
   runId: string;
@@ -39,12 +43,14 @@ export interface StackOptions {
   dir: string;
   /** A private cluster is needed (restart-store on postgres). */
   restartable: boolean;
+  /** A private server is needed that the harness can pause (pause-store on redis). */
+  pausable: boolean;
   /** The holdfast server's own store, for http. */
   serverStore?: string | undefined;
 }
 
 export interface Stack {
-  kind: 'sqlite' | 'postgres' | 'mysql' | 'http' | 'etcd';
+  kind: 'sqlite' | 'postgres' | 'mysql' | 'http' | 'etcd' | 'redis';
   /** What the workers open. */
   url: string;
   /** A line saying what runs where. */
@@ -52,6 +58,8 @@ export interface Stack {
   storeOptions(worker: string): Record<string, unknown>;
   /** Restarts the store (postgres: the private cluster; http: the server); null when the nemesis does it (sqlite). */
   restart: (() => Promise<string>) | null;
+  /** Freezes the store for `ms`, then lets it go on (redis: SIGSTOP or CLIENT PAUSE); returns what was done. Absent when it does not apply. */
+  pause?: ((ms: number) => Promise<string>) | null;
   /** Terminates store connections: every connection of the run, or one worker's. Null when it does not apply. */
   dropConnections: ((worker: string | null) => Promise<string>) | null;
   /** The store's cluster members, when the harness runs the cluster (etcd): the cluster nemeses. */
@@ -208,5 +216,6 @@ export async function openStack(url: string, options: StackOptions): Promise<Sta
   if (/^(mysql|mariadb):\/\//i.test(url)) return mysqlStack(url, options);
   if (/^http:\/\//i.test(url)) return httpStack(url, options);
   if (/^etcd(:|$)/i.test(url)) return etcdStack(url, options);
-  throw new Error(`--store: expected sqlite:PATH, postgres://..., mysql://..., http://HOST[:PORT], etcd or etcd://..., got ${JSON.stringify(url)}`);
+  if (/^rediss?:\/\//i.test(url)) return redisStack(url, options);
+  throw new Error(`--store: expected sqlite:PATH, postgres://..., mysql://..., redis://..., http://HOST[:PORT], etcd or etcd://..., got ${JSON.stringify(url)}`);
 }

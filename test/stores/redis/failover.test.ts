@@ -5,24 +5,12 @@
  * the replica never got is lost on promotion, and the next fence is still higher than its fence.
  */
 import assert from 'node:assert/strict';
-import { createClient } from '@redis/client';
 import { describe, it } from 'node:test';
 import { openLocks, openStore } from '../../../src/index.js';
 import { eventually, rejectsWith } from '../../conformance/helpers.js';
-import { PrivateRedis } from './server.js';
+import { command, PrivateRedis } from './server.js';
 
 const TIMEOUT = { timeout: 60_000 } as const;
-
-async function command(url: string, args: string[]): Promise<unknown> {
-  const client = createClient({ url });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    return await client.sendCommand(args);
-  } finally {
-    client.destroy();
-  }
-}
 
 async function pair(): Promise<{ primary: PrivateRedis; replica: PrivateRedis }> {
   const primary = new PrivateRedis({ appendfsync: null });

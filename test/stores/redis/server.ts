@@ -5,7 +5,8 @@
  * and directory (replaying the AOF), `destroy()` stops it and deletes the directory. A process
  * that exits without `destroy()` still kills the server (synchronously, on 'exit').
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createClient } from '@redis/client';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,25 @@ import { join } from 'node:path';
 import { freePort } from '../postgres/cluster.js';
 
 export const REDIS_SERVER = process.env['HOLDFAST_TEST_REDIS_SERVER'] ?? 'redis-server';
+
+/** One command on a short-lived connection of its own (named `hf-admin`, so never one of a store's). */
+export async function command(url: string, args: string[]): Promise<unknown> {
+  const client = createClient({ url, name: 'hf-admin', socket: { connectTimeout: 5000, reconnectStrategy: false } });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await client.sendCommand(args);
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Why a private redis-server can't be started here, or null when it can. */
+export function redisServerUnavailable(): string | null {
+  const run = spawnSync(REDIS_SERVER, ['--version'], { encoding: 'utf8' });
+  if (run.error) return `${REDIS_SERVER} can't be run: ${run.error.message}`;
+  return run.status === 0 ? null : `${REDIS_SERVER} --version exited with ${run.status}`;
+}
 
 export interface PrivateRedisOptions {
   /** `appendonly yes` with this fsync policy; `null`: no persistence at all (no AOF, no RDB). */
