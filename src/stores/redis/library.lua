@@ -21,7 +21,7 @@ Metadata is kept as the JSON text the client sent (never decoded here) and answe
 
 Keys under the base:
   meta HASH fence, seq, hist, delay     leases HASH id -> lease JSON     lexp ZSET expiry -> id
-  ended ZSET end time -> id (last 100000)   rid HASH owner\0requestId -> id   own:<owner> SET ids
+  ended ZSET end time -> id (the last 100000, trimmed now and then)   rid HASH owner\0requestId -> id   own:<owner> SET ids
   hx:<key> HASH lease id -> code (held rows on the key; code `e`, `s` or `s<limit>`)
   hu:<key> HASH `<lease id>|<held key>` -> code (held rows strictly below the key)
   waiters HASH id -> waiter JSON   wdue ZSET min(aliveUntil, deadline) -> id
@@ -43,6 +43,11 @@ local INBOX_TTL_MS = 3600000
 -- Per-call state.
 local B, now, nowUs, origin, histLimit
 local L, W, changes
+-- The due sets (lease expiries, waiter deadlines, lock-delays): the lowest score of each as read
+-- by settle() (false: empty, nil: not read), and the sets changed since in a way that may have
+-- raised it (read again by nextDue()). A set known empty holds nothing this call must look at.
+local DUE_SETS = { 'lexp', 'wdue', 'ddue' }
+local head, dirty
 -- cjson is not reachable while the library loads either: set by begin().
 local NULL
 
@@ -57,6 +62,7 @@ local function begin(keys, args)
   nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
   now = math.floor(nowUs / 1000)
   L, W, changes = {}, {}, {}
+  head, dirty = {}, {}
 end
 
 local function dec(n) return string.format('%d', n) end
@@ -115,12 +121,33 @@ end
 local function lease(id) return record(L, 'leases', id) end
 local function waiter(id) return record(W, 'waiters', id) end
 
+local function readHead(z)
+  local top = call('ZRANGE', k(z), 0, 0, 'WITHSCORES')
+  head[z] = top[2] and tonumber(top[2]) or false
+  dirty[z] = false
+end
+-- ZADD to a due set; `fresh`: the member is new (its score can only lower the set's lowest).
+local function dueAdd(z, score, member, fresh)
+  call('ZADD', k(z), score, member)
+  if fresh and head[z] ~= nil and not dirty[z] then
+    if head[z] == false or score < head[z] then head[z] = score end
+  else
+    dirty[z] = true
+  end
+end
+local function dueRem(z, member)
+  call('ZREM', k(z), member)
+  dirty[z] = true
+end
+-- False only when the set is known to be empty.
+local function maybeAny(z) return head[z] ~= false or dirty[z] end
+
 local function ridKey(owner, rid) return owner .. '\0' .. rid end
 
 local function insertLease(l)
   L[l.id] = l
   call('HSET', k('leases'), l.id, cjson.encode(l))
-  call('ZADD', k('lexp'), l.exp, l.id)
+  dueAdd('lexp', l.exp, l.id, true)
   call('SADD', k('own:' .. l.owner), l.id)
   if l.rid ~= '' then call('HSET', k('rid'), ridKey(l.owner, l.rid), l.id) end
   for _, r in ipairs(l.res) do
@@ -133,22 +160,24 @@ end
 local function deleteLease(l)
   L[l.id] = false
   call('HDEL', k('leases'), l.id)
-  call('ZREM', k('lexp'), l.id)
+  dueRem('lexp', l.id)
   call('SREM', k('own:' .. l.owner), l.id)
   if l.rid ~= '' then call('HDEL', k('rid'), ridKey(l.owner, l.rid)) end
   for _, r in ipairs(l.res) do
     call('HDEL', k('hx:' .. r.key), l.id)
     for _, a in ipairs(ancestors(r.key)) do call('HDEL', k('hu:' .. a), l.id .. '|' .. r.key) end
   end
-  call('ZADD', k('ended'), now, l.id)
-  local n = call('ZCARD', k('ended'))
-  if n > ENDED_KEPT then call('ZREMRANGEBYRANK', k('ended'), 0, n - ENDED_KEPT - 1) end
+  -- The ended ids are trimmed to ENDED_KEPT on one end in 64 (so up to 63 more are kept).
+  if call('ZADD', k('ended'), now, l.id) == 1 and nowUs % 64 == 0 then
+    local n = call('ZCARD', k('ended'))
+    if n > ENDED_KEPT then call('ZREMRANGEBYRANK', k('ended'), 0, n - ENDED_KEPT - 1) end
+  end
 end
 
 local function insertWaiter(w)
   W[w.id] = w
   call('HSET', k('waiters'), w.id, cjson.encode(w))
-  call('ZADD', k('wdue'), math.min(w.alive, w.deadline), w.id)
+  dueAdd('wdue', math.min(w.alive, w.deadline), w.id, true)
   if w.rid ~= '' then call('HSET', k('rid'), ridKey(w.owner, w.rid), w.id) end
   for _, r in ipairs(w.res) do
     local code = codeOf(r)
@@ -160,7 +189,7 @@ end
 local function saveWaiter(w)
   W[w.id] = w
   call('HSET', k('waiters'), w.id, cjson.encode(w))
-  call('ZADD', k('wdue'), math.min(w.alive, w.deadline), w.id)
+  dueAdd('wdue', math.min(w.alive, w.deadline), w.id, false)
 end
 
 -- A waiter's heartbeat; its grant is pushed to the caller's inbox from now on.
@@ -173,7 +202,7 @@ end
 local function deleteWaiter(w)
   W[w.id] = false
   call('HDEL', k('waiters'), w.id)
-  call('ZREM', k('wdue'), w.id)
+  dueRem('wdue', w.id)
   if w.rid ~= '' then call('HDEL', k('rid'), ridKey(w.owner, w.rid)) end
   for _, r in ipairs(w.res) do
     local code = codeOf(r)
@@ -186,7 +215,7 @@ local function insertDelay(key, untilAt, l, since)
   local n = call('HINCRBY', k('meta'), 'delay', 1)
   local d = { key = key, ['until'] = untilAt, owner = l.owner, fence = l.fence, since = since, meta = l.meta }
   call('HSET', k('delays'), n, cjson.encode(d))
-  call('ZADD', k('ddue'), untilAt, n)
+  dueAdd('ddue', untilAt, n, true)
   call('SADD', k('dx:' .. key), n)
   for _, a in ipairs(ancestors(key)) do call('SADD', k('du:' .. a), n) end
 end
@@ -195,7 +224,7 @@ local function deleteDueDelays(freed)
   local due = call('ZRANGEBYSCORE', k('ddue'), '-inf', now, 'LIMIT', 0, SETTLE_BATCH)
   for _, n in ipairs(due) do
     local j = call('HGET', k('delays'), n)
-    call('ZREM', k('ddue'), n)
+    dueRem('ddue', n)
     if j then
       local d = cjson.decode(j)
       call('HDEL', k('delays'), n)
@@ -207,6 +236,7 @@ local function deleteDueDelays(freed)
 end
 
 local function delaysRelatedTo(key)
+  if not maybeAny('ddue') then return {} end
   local ids = call('SMEMBERS', k('dx:' .. key))
   for _, a in ipairs(ancestors(key)) do
     for _, n in ipairs(call('SMEMBERS', k('dx:' .. a))) do ids[#ids + 1] = n end
@@ -221,6 +251,7 @@ local function delaysRelatedTo(key)
 end
 
 local function anyDelay(key)
+  if not maybeAny('ddue') then return false end
   if call('SCARD', k('dx:' .. key)) > 0 or call('SCARD', k('du:' .. key)) > 0 then return true end
   for _, a in ipairs(ancestors(key)) do
     if call('SCARD', k('dx:' .. a)) > 0 then return true end
@@ -231,8 +262,8 @@ end
 local function appendHistory(etype, reason, by, at, l)
   local id = call('HINCRBY', k('meta'), 'hist', 1)
   local e = { id = id, at = at, type = etype, owner = l.owner, fence = l.fence, resources = l.res, by = by or NULL, reason = reason or NULL }
-  call('LPUSH', k('hist'), cjson.encode(e))
-  call('LTRIM', k('hist'), 0, histLimit - 1)
+  -- Trimmed back to the limit once it is 64 over (reads never look past the limit).
+  if call('LPUSH', k('hist'), cjson.encode(e)) >= histLimit + 64 then call('LTRIM', k('hist'), 0, histLimit - 1) end
 end
 
 local function nextFence()
@@ -244,12 +275,10 @@ end
 
 local function nextDue()
   local best = nil
-  for _, z in ipairs({ 'lexp', 'wdue', 'ddue' }) do
-    local top = call('ZRANGE', k(z), 0, 0, 'WITHSCORES')
-    if top[2] then
-      local t = tonumber(top[2])
-      if best == nil or t < best then best = t end
-    end
+  for _, z in ipairs(DUE_SETS) do
+    if head[z] == nil or dirty[z] then readHead(z) end
+    local t = head[z]
+    if t and (best == nil or t < best) then best = t end
   end
   return best
 end
@@ -285,6 +314,7 @@ end
 
 -- Queued rows related to `key` with seq < `below` (all when INF), at most `cap` per index: { key, code, id, seq }.
 local function waitingRelatedTo(key, below, cap)
+  if not maybeAny('wdue') then return {} end
   local max = below == INF and '+inf' or '(' .. dec(below)
   local out = {}
   local function range(name)
@@ -497,6 +527,7 @@ local function cutoffOf(key)
 end
 
 local function promote(freed)
+  if next(freed) == nil or not maybeAny('wdue') then return end
   local candidates, seen = {}, {}
   for key in pairs(freed) do
     local cutoff = cutoffOf(key)
@@ -527,27 +558,32 @@ local function promote(freed)
 end
 
 local function settle()
+  for _, z in ipairs(DUE_SETS) do readHead(z) end
   local freed = {}
-  for _, id in ipairs(call('ZRANGEBYSCORE', k('lexp'), '-inf', now, 'LIMIT', 0, SETTLE_BATCH)) do
-    local l = lease(id)
-    if l then
-      endLease(l, 'expired', 'expiry', nil, l.exp, true)
-      freedBy(l.res, freed)
-    else
-      call('ZREM', k('lexp'), id)
+  if head.lexp and head.lexp <= now then
+    for _, id in ipairs(call('ZRANGEBYSCORE', k('lexp'), '-inf', now, 'LIMIT', 0, SETTLE_BATCH)) do
+      local l = lease(id)
+      if l then
+        endLease(l, 'expired', 'expiry', nil, l.exp, true)
+        freedBy(l.res, freed)
+      else
+        dueRem('lexp', id)
+      end
     end
   end
-  for _, id in ipairs(call('ZRANGEBYSCORE', k('wdue'), '-inf', now, 'LIMIT', 0, SETTLE_BATCH)) do
-    local w = waiter(id)
-    if w then
-      deleteWaiter(w)
-      change('timed-out', w.owner, keysOf(w.res), nil, {}, math.min(w.deadline, w.alive))
-      freedBy(w.res, freed)
-    else
-      call('ZREM', k('wdue'), id)
+  if head.wdue and head.wdue <= now then
+    for _, id in ipairs(call('ZRANGEBYSCORE', k('wdue'), '-inf', now, 'LIMIT', 0, SETTLE_BATCH)) do
+      local w = waiter(id)
+      if w then
+        deleteWaiter(w)
+        change('timed-out', w.owner, keysOf(w.res), nil, {}, math.min(w.deadline, w.alive))
+        freedBy(w.res, freed)
+      else
+        dueRem('wdue', id)
+      end
     end
   end
-  deleteDueDelays(freed)
+  if head.ddue and head.ddue <= now then deleteDueDelays(freed) end
   promote(freed)
 end
 
@@ -658,7 +694,7 @@ local function renew(keys, args)
   l.exp = now + ttl
   l.ttl = ttl
   call('HSET', k('leases'), id, cjson.encode(l))
-  call('ZADD', k('lexp'), l.exp, id)
+  dueAdd('lexp', l.exp, id, false)
   return answer({ status = 'renewed', lease = publicLease(l), now = now })
 end
 
