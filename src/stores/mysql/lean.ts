@@ -10,6 +10,10 @@
  *            settle on those keys. Requests with a requestId take the full path.
  *   release  ends a live, unexpired lease none of whose keys has a related waiter.
  *   renew    extends a live, unexpired lease.
+ *
+ * The connection is set up for them when the pool opens it (sql.CONNECTION_SETUP: UTC, READ
+ * COMMITTED). Root rows are created (`ensure`) only for roots this store object has not seen yet;
+ * a grant also checks that every root row exists, so it was locked (a missing one: the full path).
  */
 import type { Pool, PoolConnection, RowDataPacket } from 'mysql2/promise';
 import type { LeaseRecord, LockRequest } from '../../model/types.js';
@@ -35,9 +39,7 @@ function related(keys: readonly string[], column: string): Statement {
 
 function prefix(roots: string[], ensure: boolean): Statement[] {
   return [
-    [sql.SESSION, []],
     ...(ensure ? [[sql.ENSURE_ROOTS, [roots.map((r) => [r])]] as Statement] : []),
-    [sql.READ_COMMITTED, []],
     ['START TRANSACTION', []],
     [sql.LOCK_ROOTS, [roots]],
     [NOW, []],
@@ -82,31 +84,36 @@ function nextDueOf(result: unknown): number | null {
   return next === undefined || next === null || BigInt(String(next)) >= sql.NO_DUE ? null : Number(next);
 }
 
-export async function leanAcquire(pool: Pool, request: LockRequest, roots: string[]): Promise<LeanAnswer<LeaseRecord> | null> {
+/**
+ * Grants when nothing is in the way. `ensure`: create the roots' rows first (roots not seen yet).
+ * The answer's `nextDue` is the new lease's expiry: the store's sweep timer keeps the earliest it
+ * has heard of, and the next release reads the store's own.
+ */
+export async function leanAcquire(pool: Pool, request: LockRequest, roots: string[], ensure: boolean): Promise<LeanAnswer<LeaseRecord> | null> {
   const keys = request.resources.map((r) => r.key);
   const [heldText, heldValues] = related(keys, 'k');
   const rows = request.resources.map(() => 'SELECT ? AS k, ? AS root').join(' UNION ALL ');
   const statements: Statement[] = [
-    ...prefix(roots, true),
+    ...prefix(roots, ensure),
     [`INSERT INTO hf_leases (id, owner, request_id, resources, metadata, ttl_ms, lock_delay_ms, acquired_at, expires_at)
       SELECT ?, ?, NULL, ?, ?, ?, ?, @hf_now, @hf_now + ? FROM DUAL
-      WHERE NOT EXISTS (SELECT 1 FROM hf_lease_keys WHERE ${heldText})
+      WHERE (SELECT COUNT(*) FROM hf_roots WHERE root IN (?)) = ?
+        AND NOT EXISTS (SELECT 1 FROM hf_lease_keys WHERE ${heldText})
         AND NOT EXISTS (SELECT 1 FROM hf_waiter_keys WHERE ${heldText})
         AND NOT EXISTS (SELECT 1 FROM hf_delays WHERE ${heldText})`, [
       request.id, request.owner, JSON.stringify(request.resources), JSON.stringify(request.metadata), request.ttlMs,
-      request.lockDelayMs, request.ttlMs, ...heldValues, ...heldValues, ...heldValues,
+      request.lockDelayMs, request.ttlMs, roots, roots.length, ...heldValues, ...heldValues, ...heldValues,
     ]],
     [`SET @hf_fence = IF(ROW_COUNT() = 1, LAST_INSERT_ID(), NULL)`, []],
     [`${sql.BUMP_VERSIONS} AND @hf_fence IS NOT NULL`, [roots]],
     [`INSERT INTO hf_lease_keys (k, root, fence) SELECT v.k, v.root, @hf_fence FROM (${rows}) v WHERE @hf_fence IS NOT NULL`,
       request.resources.flatMap((r) => [r.key, rootOf(r.key)])],
     [`SELECT @hf_fence AS fence, @hf_now AS now`, []],
-    [sql.NEXT_DUE, []],
     [sql.COMMIT, []],
   ];
   const results = await run(pool, statements);
   if (results === null) return null;
-  const answer = (results[results.length - 3] as Row[])[0]!;
+  const answer = (results[results.length - 2] as Row[])[0]!;
   if (answer['fence'] === null) return null;
   const now = Number(answer['now']);
   const lease: LeaseRecord = {
@@ -115,7 +122,7 @@ export async function leanAcquire(pool: Pool, request: LockRequest, roots: strin
     metadata: request.metadata, lockDelayMs: request.lockDelayMs,
   };
   const change: StoreChange = { type: 'acquired', owner: lease.owner, keys, fence: lease.fence, granted: [lease.id], at: now, expiresAt: lease.expiresAt };
-  return { value: lease, change, now, nextDue: nextDueOf(results[results.length - 2]) };
+  return { value: lease, change, now, nextDue: lease.expiresAt };
 }
 
 export async function leanRelease(pool: Pool, id: string, roots: string[]): Promise<LeanAnswer<true> | null> {
@@ -131,20 +138,20 @@ export async function leanRelease(pool: Pool, id: string, roots: string[]): Prom
     [`${sql.BUMP_VERSIONS} AND @hf_fence IS NOT NULL`, [roots]],
     [`UPDATE hf_leases SET ended_at = @hf_now, end_type = 'released', end_reason = 'release', ended_by = owner WHERE fence = @hf_fence`, []],
     [`DELETE FROM hf_lease_keys WHERE fence = @hf_fence`, []],
-    [`SELECT @hf_now AS now, l.fence, l.owner, l.resources FROM (SELECT 1) one LEFT JOIN hf_leases l ON l.fence = @hf_fence`, []],
-    [sql.NEXT_DUE, []],
+    [`SELECT @hf_now AS now, l.fence, l.owner, l.resources, ${sql.NEXT_DUE_EXPRESSION} AS next_due
+      FROM (SELECT 1) one LEFT JOIN hf_leases l ON l.fence = @hf_fence`, []],
     [sql.COMMIT, []],
   ];
   const results = await run(pool, statements);
   if (results === null) return null;
-  const answer = (results[results.length - 3] as Row[])[0]!;
+  const answer = (results[results.length - 2] as Row[])[0]!;
   if (answer['fence'] === null || answer['fence'] === undefined) return null;
   const now = Number(answer['now']);
   const lease = toLease({ ...answer, id, request_id: null, metadata: '{}', ttl_ms: 0, lock_delay_ms: 0, acquired_at: 0, expires_at: 0 });
   const change: StoreChange = {
     type: 'released', owner: lease.owner, keys: lease.resources.map((r) => r.key), fence: lease.fence, granted: [], at: now,
   };
-  return { value: true, change, now, nextDue: nextDueOf(results[results.length - 2]) };
+  return { value: true, change, now, nextDue: nextDueOf([answer]) };
 }
 
 export type LeanRenew = { status: 'renewed'; lease: LeaseRecord } | { status: 'lost' } | { status: 'unknown' };

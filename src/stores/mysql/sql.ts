@@ -6,8 +6,15 @@
  * tables.
  */
 
-/** Inputs: none. Outputs: none. Every batch starts with it: UTC session time, no client `SET timestamp`. */
+/** Inputs: none. Outputs: none. Every batch of the full path starts with it: UTC session time, no client `SET timestamp`. */
 export const SESSION = `SET time_zone = '+00:00', timestamp = DEFAULT`;
+
+/**
+ * Inputs: none. Outputs: none. Run on every new pooled connection before anything else (a
+ * connection where it fails is destroyed): UTC session time and READ COMMITTED for every
+ * transaction, so the one-round-trip paths need neither statement.
+ */
+export const CONNECTION_SETUP = `${SESSION};\nSET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED`;
 
 /** Inputs: none. Outputs: none. The next transaction's isolation level. */
 export const READ_COMMITTED = `SET TRANSACTION ISOLATION LEVEL READ COMMITTED`;
@@ -109,12 +116,14 @@ export const LOG_GRANT = `INSERT INTO hf_changes (origin, at, ticket, fence, exp
   VALUES (?, ?, ?, LAST_INSERT_ID(), ?, ?, ?)`;
 
 const FAR = '9223372036854775807';
-/** Inputs: none. Outputs: `next_due`, the earliest time a lease, waiter or lock-delay falls due (the max BIGINT when none). */
-export const NEXT_DUE = `SELECT LEAST(
+/** The earliest time a lease, waiter or lock-delay falls due (the max BIGINT when none): an expression. */
+export const NEXT_DUE_EXPRESSION = `LEAST(
   COALESCE((SELECT MIN(expires_at) FROM hf_leases WHERE ended_at IS NULL), ${FAR}),
   COALESCE((SELECT MIN(alive_until) FROM hf_waiters), ${FAR}),
   COALESCE((SELECT MIN(deadline) FROM hf_waiters), ${FAR}),
-  COALESCE((SELECT MIN(until_at) FROM hf_delays), ${FAR})) AS next_due`;
+  COALESCE((SELECT MIN(until_at) FROM hf_delays), ${FAR}))`;
+/** Inputs: none. Outputs: `next_due` (NEXT_DUE_EXPRESSION). */
+export const NEXT_DUE = `SELECT ${NEXT_DUE_EXPRESSION} AS next_due`;
 export const NO_DUE = BigInt(FAR);
 
 /** Inputs: none. Outputs: none. */

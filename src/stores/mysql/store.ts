@@ -64,6 +64,7 @@ export class MysqlStore implements LockStore {
   readonly #pending = new Set<Promise<unknown>>();
   readonly #roots = new Map<string, string[]>();
   readonly #recent = new RecentIds(RECENT_GRANTS);
+  readonly #rootsSeen = new Set<string>();
   /** Roots whose lean path found something in the way, until when (performance.now()). */
   readonly #contention = new Map<string, number>();
   /** Tickets of this object still queued, with the local time after which they are surely gone. */
@@ -105,12 +106,16 @@ export class MysqlStore implements LockStore {
       enableKeepAlive: true,
       maxIdle: this.#options.poolSize,
     });
-    // Every connection: UTC session time (store time in ms comes from UNIX_TIMESTAMP(SYSDATE(6))).
+    // Every connection: UTC session time (store time in ms comes from UNIX_TIMESTAMP(SYSDATE(6)))
+    // and READ COMMITTED, before its first query; a connection where that fails is destroyed (its
+    // queued queries fail as a lost connection), so none runs without it.
     // An idle connection that breaks is dropped by the pool; never crash the process for it.
     this.#pool.on('connection', (connection) => {
-      const core = connection as unknown as { on(event: 'error', f: () => void): void; query(text: string, f: () => void): void };
+      const core = connection as unknown as { on(event: 'error', f: () => void): void; query(text: string, f: (error: unknown) => void): void; destroy(): void };
       core.on('error', () => {});
-      core.query(sql.SESSION, () => {});
+      core.query(sql.CONNECTION_SETUP, (error) => {
+        if (error) core.destroy();
+      });
     });
     this.#tx = new Transactions(this.#pool, { maxAttempts: this.#options.maxAttempts, origin: this.#origin });
     this.#watcher = new Watcher({
@@ -199,6 +204,12 @@ export class MysqlStore implements LockStore {
     return answer;
   }
 
+  /** Roots whose hf_roots row exists (an acquire under them completed): the lean acquire creates no row for them. */
+  #sawRoots(roots: readonly string[]): void {
+    if (this.#rootsSeen.size + roots.length > REMEMBERED) this.#rootsSeen.clear();
+    for (const root of roots) this.#rootsSeen.add(root);
+  }
+
   #contended(roots: readonly string[]): boolean {
     const now = performance.now();
     return roots.some((root) => (this.#contention.get(root) ?? 0) > now);
@@ -238,14 +249,19 @@ export class MysqlStore implements LockStore {
     const roots = rootsOf(request.resources);
     this.#remember(request.id, roots);
     if (request.requestId === null && !this.#contended(roots)) {
-      const lean = await this.#lean(options.signal, roots, () => leanAcquire(this.#pool, request, roots));
-      if (lean !== null) return { status: 'granted', lease: lean.value, now: lean.now };
+      const ensure = roots.some((root) => !this.#rootsSeen.has(root));
+      const lean = await this.#lean(options.signal, roots, () => leanAcquire(this.#pool, request, roots, ensure));
+      if (lean !== null) {
+        this.#sawRoots(roots);
+        return { status: 'granted', lease: lean.value, now: lean.now };
+      }
     }
     const { value, changeId } = await this.#write({
       roots, ids: [request.id], idempotent: false,
       request: request.requestId === null ? undefined : { owner: request.owner, requestId: request.requestId },
       run: (s) => ops.acquire(s, request, options.waitMs, options.waiterTtlMs),
     }, options.signal);
+    this.#sawRoots(roots);
     if (value.status === 'queued') {
       this.#remember(value.ticket, roots);
       this.#queue(value.ticket, options.waitMs, options.waiterTtlMs, changeId);
