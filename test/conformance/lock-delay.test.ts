@@ -13,14 +13,14 @@ describeEachStore('Lock-delay', (ctx) => {
   it('after expiry the key stays unavailable for lockDelayMs, then is granted', TIMEOUT, async () => {
     const a = await ctx.open({ owner: 'a' });
     const b = await ctx.open({ owner: 'b' });
-    const lease = await a.acquire('delay/exp', { ttlMs: 150, autoRenew: false, lockDelayMs: 600 });
+    const lease = await a.acquire('delay/exp', { ttlMs: 150, autoRenew: false, lockDelayMs: 1500 });
     await sleep(300);
     const busy = await rejectsWith<LockBusyError>(b.acquire('delay/exp'), 'LOCK_BUSY');
     assert.deepEqual(busy.holders.map((h) => `${h.key}:${h.owner}:${h.state}`), ['delay/exp:a:delayed']);
-    assert.equal(Date.parse(busy.holders[0]!.expiresAt!), lease.expiresAt.getTime() + 600);
+    assert.equal(Date.parse(busy.holders[0]!.expiresAt!), lease.expiresAt.getTime() + 1500);
     const next = await b.acquire('delay/exp', { waitMs: 5000 });
-    assert.ok(next.acquiredAt.getTime() >= lease.expiresAt.getTime() + 600, 'granted inside the lock-delay');
-    assert.ok(next.acquiredAt.getTime() < lease.expiresAt.getTime() + 600 + 1000, 'the lock-delay held too long');
+    assert.ok(next.acquiredAt.getTime() >= lease.expiresAt.getTime() + 1500, 'granted inside the lock-delay');
+    assert.ok(next.acquiredAt.getTime() < lease.expiresAt.getTime() + 1500 + 1000, 'the lock-delay held too long');
   });
 
   it('after forceRelease and after releaseOwner the key stays unavailable for lockDelayMs', TIMEOUT, async () => {

@@ -21,10 +21,11 @@ describeEachStore('Store time and expiry', (ctx) => {
     assert.equal(record!.expiresAt, lease.expiresAt.getTime());
   });
 
-  it('a 150 ms lease without autoRenew expires; another owner then gets it with a higher fence', TIMEOUT, async () => {
+  it('a 1 s lease without autoRenew expires; another owner then gets it with a higher fence', TIMEOUT, async () => {
     const a = await ctx.open({ owner: 'a' });
     const b = await ctx.open({ owner: 'b' });
-    const lease = await a.acquire('st/exp', { ttlMs: 150, autoRenew: false });
+    // Long enough that a loaded machine still asks while it is held.
+    const lease = await a.acquire('st/exp', { ttlMs: 1000, autoRenew: false });
     assert.equal(await b.tryAcquire('st/exp'), null);
     const taken = await b.acquire('st/exp', { waitMs: 5000 });
     assert.ok(taken.fence > lease.fence);
@@ -117,12 +118,12 @@ describeEachStore('Store time and expiry', (ctx) => {
   it('renew extends the lease from now; the lease outlives its first expiry', TIMEOUT, async () => {
     const a = await ctx.open({ owner: 'a' });
     const b = await ctx.open({ owner: 'b' });
-    const lease = await a.acquire('st/renew', { ttlMs: 300, autoRenew: false });
+    const lease = await a.acquire('st/renew', { ttlMs: 800, autoRenew: false });
     await sleep(150);
-    const renewed = await a.renew(lease.id, { ttlMs: 2000 });
-    assert.equal(renewed.ttlMs, 2000);
-    assert.ok(renewed.expiresAt > lease.expiresAt.getTime() + 1000);
-    await sleep(300);
+    const renewed = await a.renew(lease.id, { ttlMs: 4000 });
+    assert.equal(renewed.ttlMs, 4000);
+    assert.ok(renewed.expiresAt > lease.expiresAt.getTime() + 2000);
+    await sleep(900);
     assert.ok(await a.get(lease.id), 'the renewed lease expired at its first expiry');
     assert.equal(await b.tryAcquire('st/renew'), null);
   });
@@ -143,7 +144,8 @@ describeEachStore('Store time and expiry', (ctx) => {
   it('expiry is recorded in history as expired, at the expiry time', TIMEOUT, async () => {
     const a = await ctx.open({ owner: 'a' });
     const b = await ctx.open({ owner: 'b' });
-    const lease = await a.acquire('st/hist', { ttlMs: 150, autoRenew: false });
+    // Long enough that b queues before it expires, also on a loaded machine.
+    const lease = await a.acquire('st/hist', { ttlMs: 1000, autoRenew: false });
     const waiting = background(b.acquire('st/hist', { waitMs: 5000 }));
     await waitForWaiters(a, 1);
     await waiting;

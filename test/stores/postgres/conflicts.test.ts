@@ -135,12 +135,12 @@ describe('postgres store: conflicts, queue, time', () => {
   });
 
   test('expiry by the suite.store clock: an expired lease confers nothing, the next grant has a higher fence', async () => {
-    const a = request({ owner: 'a', resources: ['exp/k'], ttlMs: 200 });
+    const a = request({ owner: 'a', resources: ['exp/k'], ttlMs: 800 });
     const out = await suite.store.acquire(a, once);
     assert.equal(out.status, 'granted');
     const b = request({ owner: 'b', resources: ['exp/k'] });
     assert.equal((await suite.store.acquire(b, wait)).status, 'queued');
-    await sleep(300);
+    await sleep(1000);
     assert.equal(await suite.store.get(a.id), null);
     assert.equal((await suite.store.renew(a.id, 1000)).status, 'lost');
     assert.equal(await suite.store.release(a.id), false);
@@ -152,13 +152,13 @@ describe('postgres store: conflicts, queue, time', () => {
   });
 
   test('lock-delay after expiry and after a forced release, not after a normal release', async () => {
-    const a = request({ owner: 'a', resources: ['delay/k'], ttlMs: 150, lockDelayMs: 600 });
+    const a = request({ owner: 'a', resources: ['delay/k'], ttlMs: 150, lockDelayMs: 1500 });
     assert.equal((await suite.store.acquire(a, once)).status, 'granted');
     await sleep(250);
     const blocked = await tryOnce({ owner: 'b', resources: ['delay/k/sub'] });
     assert.equal(blocked.status, 'busy');
     if (blocked.status === 'busy') assert.equal(blocked.holders[0]!.state, 'delayed');
-    await sleep(600);
+    await sleep(1500);
     const free = request({ owner: 'b', resources: ['delay/k'], lockDelayMs: 60_000 });
     assert.equal((await suite.store.acquire(free, once)).status, 'granted');
     assert.equal(await suite.store.forceRelease('delay/k', { by: 'ops' }), 1);

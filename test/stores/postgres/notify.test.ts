@@ -57,7 +57,7 @@ describe('postgres store: push wake-ups across processes', () => {
   });
 
   test('an expiry settled by the auto-sweep of one object hands off to the waiter of another', async () => {
-    const held = request({ owner: 'a', resources: ['n/exp'], ttlMs: 200 });
+    const held = request({ owner: 'a', resources: ['n/exp'], ttlMs: 1000 });
     assert.equal((await first.acquire(held, once)).status, 'granted');
     const waiter = request({ owner: 'b', resources: ['n/exp'] });
     const notice = grantOf(second, waiter.id);

@@ -72,7 +72,7 @@ describe('sqlite store: durability and time', () => {
   it('hands an expired lease to the waiter on time, pushed by its own timer', async () => {
     const store = createSqliteStore(join(tmp.dir, 'handoff.db'));
     try {
-      const held = await store.acquire(request({ owner: 'dead', resources: ['lb/x'], ttlMs: 200 }), once);
+      const held = await store.acquire(request({ owner: 'dead', resources: ['lb/x'], ttlMs: 600 }), once);
       assert.equal(held.status, 'granted');
       if (held.status !== 'granted') return;
       const queued = await store.acquire(request({ owner: 'next', resources: ['lb/x'] }), wait);
