@@ -95,11 +95,20 @@ export async function openStore(url: string, options: Record<string, unknown> = 
 
 /** Opens a store by URL (or takes `options.store`) and returns a `Locks` object over it. */
 export async function openLocks(url: string | LockStore, options: LocksOptions = {}): Promise<Locks> {
-  const store = typeof url === 'string' ? options.store ?? (await openStore(url, options.storeOptions ?? {})) : url;
+  const given = options.store;
+  if (given !== undefined && !isStore(given)) {
+    throw new InvalidRequestError('store', 'expected a LockStore object (the options of the store a URL names go in `storeOptions`)');
+  }
+  const store = typeof url === 'string' ? given ?? (await openStore(url, options.storeOptions ?? {})) : url;
   try {
     return new Locks(store, options);
   } catch (error) {
-    await store.close();
+    await store.close().catch(() => {});
     throw error;
   }
+}
+
+function isStore(value: unknown): value is LockStore {
+  const store = value as Partial<Record<keyof LockStore, unknown>> | null;
+  return typeof store === 'object' && store !== null && typeof store.acquire === 'function' && typeof store.close === 'function';
 }

@@ -124,3 +124,15 @@ describe('requests', () => {
     assert.equal(validateRequest({ ...ok, waitMs: '30m' }).waitMs, 1_800_000);
   });
 });
+
+describe('openLocks', () => {
+  test('a `store` that is not a LockStore is named, and nothing is opened', async () => {
+    const { openLocks } = await import('../../src/index.js');
+    await assert.rejects(openLocks('memory:', { store: { synchronous: 'NORMAL' } as never }), (error: unknown) => {
+      assert.ok(error instanceof InvalidRequestError);
+      assert.equal(error.field, 'store');
+      assert.match(error.message, /storeOptions/);
+      return true;
+    });
+  });
+});

@@ -4,7 +4,7 @@
  */
 import { InvalidRequestError, type Holder } from '../../model/errors.js';
 import type { Resource } from '../../model/types.js';
-import type { TableState } from './state.js';
+import type { TableState, WaitRow } from './state.js';
 
 export interface Blockers {
   holders: Holder[];
@@ -14,7 +14,21 @@ export interface Blockers {
   firstEnd: number | null;
 }
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+/**
+ * ISO 8601 of a store time. Remembered: a queue's answers list the same waiters' times again and
+ * again (formatting a Date costs more than the rest of listing a holder). Bounded: cleared when full.
+ */
+const isoCache = new Map<number, string>();
+const ISO_CACHE_SIZE = 4096;
+function iso(ms: number): string {
+  let text = isoCache.get(ms);
+  if (text === undefined) {
+    if (isoCache.size >= ISO_CACHE_SIZE) isoCache.clear();
+    text = new Date(ms).toISOString();
+    isoCache.set(ms, text);
+  }
+  return text;
+}
 
 function sameLimit(a: number | null, b: number | null): boolean {
   return a === b;
@@ -79,25 +93,23 @@ export function findBlockers(state: TableState, resources: readonly Resource[], 
   // them per resource, in queue order (their ends all count for the hints).
   resources.forEach((r, index) => {
     const shared = sameKeyShared[index]!;
-    const queued: Array<{ holder: Holder; seq: number }> = [];
-    const queuedShared: Array<{ holder: Holder; drop: number; seq: number }> = [];
-    for (const { resource: w, waiter } of state.waitingRelatedTo(r.key)) {
+    // Holder data is made only for the waiters listed (the first QUEUED_LISTED), not the whole queue.
+    const queued: WaitRow[] = [];
+    const queuedShared: Array<WaitRow & { drop: number }> = [];
+    for (const row of state.waitingRelatedTo(r.key)) {
+      const { resource: w, waiter } = row;
       if (waiter.id === selfId || waiter.seq >= seq) continue;
-      const holder: Holder = {
-        key: w.key, mode: w.mode, owner: waiter.owner, state: 'queued',
-        acquiredAt: iso(waiter.enqueuedAt), expiresAt: null, metadata: waiter.metadata,
-      };
       const drop = Math.min(waiter.aliveUntil, waiter.deadline);
       if (r.mode === 'shared' && w.mode === 'shared') {
         if (w.key !== r.key) continue;
         if (isNew && !sameLimit(w.limit, r.limit)) mismatch(index, r, w.limit);
-        queuedShared.push({ holder, drop, seq: waiter.seq });
+        queuedShared.push({ ...row, drop });
         continue;
       }
-      queued.push({ holder, seq: waiter.seq });
+      queued.push(row);
       ends(drop, false);
     }
-    for (const { holder } of firstInQueue(queued)) holders.push(holder);
+    for (const row of firstInQueue(queued)) holders.push(queuedHolder(row));
     // Held shared holders already block when they alone reach the limit (pass 1).
     if (r.limit !== null && shared.length < r.limit && shared.length + queuedShared.length >= r.limit) {
       for (const { holder, end } of shared) {
@@ -105,7 +117,7 @@ export function findBlockers(state: TableState, resources: readonly Resource[], 
         ends(end, true);
       }
       for (const { drop } of queuedShared) ends(drop, false);
-      for (const { holder } of firstInQueue(queuedShared)) holders.push(holder);
+      for (const row of firstInQueue(queuedShared)) holders.push(queuedHolder(row));
     }
   });
   return { holders, lastEnd, firstEnd };
@@ -119,9 +131,13 @@ export function findBlockers(state: TableState, resources: readonly Resource[], 
  */
 export const QUEUED_LISTED = 20;
 
-function firstInQueue<T extends { seq: number }>(entries: T[]): T[] {
-  if (entries.length <= QUEUED_LISTED) return entries.sort((a, b) => a.seq - b.seq);
-  return entries.sort((a, b) => a.seq - b.seq).slice(0, QUEUED_LISTED);
+function firstInQueue<T extends WaitRow>(entries: T[]): T[] {
+  if (entries.length <= QUEUED_LISTED) return entries.sort((a, b) => a.waiter.seq - b.waiter.seq);
+  return entries.sort((a, b) => a.waiter.seq - b.waiter.seq).slice(0, QUEUED_LISTED);
+}
+
+function queuedHolder({ resource: w, waiter }: WaitRow): Holder {
+  return { key: w.key, mode: w.mode, owner: waiter.owner, state: 'queued', acquiredAt: iso(waiter.enqueuedAt), expiresAt: null, metadata: waiter.metadata };
 }
 
 function heldHolder(r: Resource, owner: string, acquiredAt: number, expiresAt: number, metadata: Record<string, unknown>): Holder {
