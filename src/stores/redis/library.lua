@@ -20,11 +20,13 @@ Fences, kept and answered as decimal strings (cjson keeps 14 digits), are
 Metadata is kept as the JSON text the client sent (never decoded here) and answered as a string.
 
 Keys under the base:
-  meta HASH fence, seq, hist, delay     leases HASH id -> lease JSON     lexp ZSET expiry -> id
+  meta HASH fence, seq, hist, delay, lo:lexp, lo:wdue, lo:ddue (lower bounds of the due sets, 'e': empty)
+  leases HASH id -> lease JSON     lexp ZSET expiry -> id
   ended ZSET end time -> id (the last 100000, trimmed now and then)   rid HASH owner\0requestId -> id   own:<owner> SET ids
   hx:<key> HASH lease id -> code (held rows on the key; code `e`, `s` or `s<limit>`)
   hu:<key> HASH `<lease id>|<held key>` -> code (held rows strictly below the key)
   waiters HASH id -> waiter JSON   wdue ZSET min(aliveUntil, deadline) -> id
+  wh HASH id -> `<min(aliveUntil, deadline)>,<enqueued>,<#owner>,<owner><metadata JSON>` (a queued holder, as listed)
   wx:<key> ZSET seq -> `<code>|<id>`   wu:<key> ZSET seq -> `<code>|<id>|<waiting key>`
   delays HASH n -> delay JSON   ddue ZSET until -> n   dx:<key> SET n   du:<key> SET n
   hist LIST newest first (history JSON)   in:<origin> STREAM grants of that origin's waiters
@@ -43,11 +45,13 @@ local INBOX_TTL_MS = 3600000
 -- Per-call state.
 local B, now, nowUs, origin, histLimit
 local L, W, changes
--- The due sets (lease expiries, waiter deadlines, lock-delays): the lowest score of each as read
--- by settle() (false: empty, nil: not read), and the sets changed since in a way that may have
--- raised it (read again by nextDue()). A set known empty holds nothing this call must look at.
+-- The due sets (lease expiries, waiter deadlines, lock-delays). meta keeps for each a lower bound
+-- on its scores (`lo:<set>`, 'e' when empty), lowered in the same call as any ZADD below it, so a
+-- call reads a set only when something in it may be due. Per call, loaded by settle(): lo[z] the
+-- bound (false: the set is empty), exact[z] whether it is the set's lowest score, stored[z] what
+-- meta holds; lastFence, meta's fence.
 local DUE_SETS = { 'lexp', 'wdue', 'ddue' }
-local head, dirty
+local lo, exact, stored, lastFence
 -- cjson is not reachable while the library loads either: set by begin().
 local NULL
 
@@ -62,7 +66,7 @@ local function begin(keys, args)
   nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
   now = math.floor(nowUs / 1000)
   L, W, changes = {}, {}, {}
-  head, dirty = {}, {}
+  lo, exact, stored, lastFence = {}, {}, nil, nil
 end
 
 local function dec(n) return string.format('%d', n) end
@@ -121,26 +125,56 @@ end
 local function lease(id) return record(L, 'leases', id) end
 local function waiter(id) return record(W, 'waiters', id) end
 
-local function readHead(z)
-  local top = call('ZRANGE', k(z), 0, 0, 'WITHSCORES')
-  head[z] = top[2] and tonumber(top[2]) or false
-  dirty[z] = false
-end
--- ZADD to a due set; `fresh`: the member is new (its score can only lower the set's lowest).
-local function dueAdd(z, score, member, fresh)
-  call('ZADD', k(z), score, member)
-  if fresh and head[z] ~= nil and not dirty[z] then
-    if head[z] == false or score < head[z] then head[z] = score end
-  else
-    dirty[z] = true
+-- Writes lo[z] to meta when it differs from what meta holds.
+local function storeLo(z)
+  local v = lo[z] and dec(lo[z]) or 'e'
+  if stored[z] ~= v then
+    call('HSET', k('meta'), 'lo:' .. z, v)
+    stored[z] = v
   end
 end
+local function readHead(z)
+  local top = call('ZRANGE', k(z), 0, 0, 'WITHSCORES')
+  lo[z] = top[2] and tonumber(top[2]) or false
+  exact[z] = true
+  storeLo(z)
+end
+-- Reads meta's fence and due bounds (every writing function, first thing in settle()).
+local function loadMeta()
+  local m = call('HMGET', k('meta'), 'fence', 'lo:lexp', 'lo:wdue', 'lo:ddue')
+  lastFence = m[1] or '0'
+  stored = {}
+  for i, z in ipairs(DUE_SETS) do
+    local v = m[i + 1]
+    stored[z] = v or nil
+    if not v then readHead(z)
+    elseif v == 'e' then lo[z], exact[z] = false, true
+    else lo[z], exact[z] = tonumber(v), false end
+  end
+end
+-- ZADD to a due set; `fresh`: the member is new. A score below the bound lowers it in meta now.
+local function dueAdd(z, score, member, fresh)
+  if stored == nil then error('holdfast: the due bounds were not loaded') end
+  call('ZADD', k(z), score, member)
+  if lo[z] == false or score < lo[z] then
+    -- Below every other score: the set's lowest, whether or not the member was there.
+    lo[z], exact[z] = score, true
+    storeLo(z)
+  elseif not fresh then
+    exact[z] = false -- the member may have been the lowest
+  end
+end
+-- ZREM from a due set. The bound stays a bound; a waiter or delay set that empties says so.
 local function dueRem(z, member)
   call('ZREM', k(z), member)
-  dirty[z] = true
+  exact[z] = false
+  if z ~= 'lexp' and call('ZCARD', k(z)) == 0 then
+    lo[z], exact[z] = false, true
+    storeLo(z)
+  end
 end
 -- False only when the set is known to be empty.
-local function maybeAny(z) return head[z] ~= false or dirty[z] end
+local function maybeAny(z) return lo[z] ~= false end
 
 local function ridKey(owner, rid) return owner .. '\0' .. rid end
 
@@ -174,9 +208,23 @@ local function deleteLease(l)
   end
 end
 
+-- What a queued waiter lists as a holder, read without decoding its record (a queue's answers
+-- list the first QUEUED_LISTED again and again): `<min(alive, deadline)>,<enq>,<#owner>,<owner><meta>`.
+local function holderInfo(w)
+  return dec(math.min(w.alive, w.deadline)) .. ',' .. dec(w.enq) .. ',' .. #w.owner .. ',' .. w.owner .. w.meta
+end
+local function parseHolderInfo(s)
+  local c1 = string.find(s, ',', 1, true)
+  local c2 = string.find(s, ',', c1 + 1, true)
+  local c3 = string.find(s, ',', c2 + 1, true)
+  local n = tonumber(string.sub(s, c2 + 1, c3 - 1))
+  return tonumber(string.sub(s, 1, c1 - 1)), tonumber(string.sub(s, c1 + 1, c2 - 1)), string.sub(s, c3 + 1, c3 + n), string.sub(s, c3 + n + 1)
+end
+
 local function insertWaiter(w)
   W[w.id] = w
   call('HSET', k('waiters'), w.id, cjson.encode(w))
+  call('HSET', k('wh'), w.id, holderInfo(w))
   dueAdd('wdue', math.min(w.alive, w.deadline), w.id, true)
   if w.rid ~= '' then call('HSET', k('rid'), ridKey(w.owner, w.rid), w.id) end
   for _, r in ipairs(w.res) do
@@ -189,6 +237,7 @@ end
 local function saveWaiter(w)
   W[w.id] = w
   call('HSET', k('waiters'), w.id, cjson.encode(w))
+  call('HSET', k('wh'), w.id, holderInfo(w))
   dueAdd('wdue', math.min(w.alive, w.deadline), w.id, false)
 end
 
@@ -202,6 +251,7 @@ end
 local function deleteWaiter(w)
   W[w.id] = false
   call('HDEL', k('waiters'), w.id)
+  call('HDEL', k('wh'), w.id)
   dueRem('wdue', w.id)
   if w.rid ~= '' then call('HDEL', k('rid'), ridKey(w.owner, w.rid)) end
   for _, r in ipairs(w.res) do
@@ -267,17 +317,18 @@ local function appendHistory(etype, reason, by, at, l)
 end
 
 local function nextFence()
-  local last = tonumber(call('HGET', k('meta'), 'fence') or '0')
-  local fence = math.max(last + 1, nowUs)
-  call('HSET', k('meta'), 'fence', dec(fence))
-  return dec(fence)
+  if lastFence == nil then error('holdfast: the fence was not loaded') end
+  lastFence = dec(math.max(tonumber(lastFence) + 1, nowUs))
+  call('HSET', k('meta'), 'fence', lastFence)
+  return lastFence
 end
 
-local function nextDue()
+-- When the next sweep is due: no later than anything in the due sets (`exactly`: not earlier either).
+local function nextDue(exactly)
   local best = nil
   for _, z in ipairs(DUE_SETS) do
-    if head[z] == nil or dirty[z] then readHead(z) end
-    local t = head[z]
+    if exactly and not exact[z] then readHead(z) end
+    local t = lo[z]
     if t and (best == nil or t < best) then best = t end
   end
   return best
@@ -411,12 +462,23 @@ local function findBlockers(resources, seq, selfId, heldFirst)
         end
       end
     end
-    local function list(rows, counted)
-      for _, row in ipairs(firstInQueue(rows)) do
-        local w = waiter(row.id)
-        if w then
-          holders[#holders + 1] = { key = row.key, mode = modeOf(row.code), owner = w.owner, state = 'queued', acquiredAt = w.enq, expiresAt = NULL, metadata = w.meta }
-          ends(math.min(w.alive, w.deadline), false)
+    local function list(rows)
+      local first = firstInQueue(rows)
+      if #first == 0 then return end
+      local ids = {}
+      for j, row in ipairs(first) do ids[j] = row.id end
+      local infos = call('HMGET', k('wh'), unpack(ids))
+      for j, row in ipairs(first) do
+        local drop, enq, owner, meta
+        if infos[j] then
+          drop, enq, owner, meta = parseHolderInfo(infos[j])
+        else -- written before `wh` was kept
+          local w = waiter(row.id)
+          if w then drop, enq, owner, meta = math.min(w.alive, w.deadline), w.enq, w.owner, w.meta end
+        end
+        if owner then
+          holders[#holders + 1] = { key = row.key, mode = modeOf(row.code), owner = owner, state = 'queued', acquiredAt = enq, expiresAt = NULL, metadata = meta }
+          ends(drop, false)
         end
       end
     end
@@ -558,9 +620,12 @@ local function promote(freed)
 end
 
 local function settle()
-  for _, z in ipairs(DUE_SETS) do readHead(z) end
+  loadMeta()
+  for _, z in ipairs(DUE_SETS) do
+    if lo[z] and lo[z] <= now and not exact[z] then readHead(z) end
+  end
   local freed = {}
-  if head.lexp and head.lexp <= now then
+  if lo.lexp and lo.lexp <= now then
     for _, id in ipairs(call('ZRANGEBYSCORE', k('lexp'), '-inf', now, 'LIMIT', 0, SETTLE_BATCH)) do
       local l = lease(id)
       if l then
@@ -570,8 +635,9 @@ local function settle()
         dueRem('lexp', id)
       end
     end
+    readHead('lexp')
   end
-  if head.wdue and head.wdue <= now then
+  if lo.wdue and lo.wdue <= now then
     for _, id in ipairs(call('ZRANGEBYSCORE', k('wdue'), '-inf', now, 'LIMIT', 0, SETTLE_BATCH)) do
       local w = waiter(id)
       if w then
@@ -582,8 +648,12 @@ local function settle()
         dueRem('wdue', id)
       end
     end
+    if lo.wdue ~= false then readHead('wdue') end
   end
-  if head.ddue and head.ddue <= now then deleteDueDelays(freed) end
+  if lo.ddue and lo.ddue <= now then
+    deleteDueDelays(freed)
+    if lo.ddue ~= false then readHead('ddue') end
+  end
   promote(freed)
 end
 
@@ -756,7 +826,7 @@ end
 local function sweep(keys, args)
   begin(keys, args)
   settle()
-  return answer(nextDue() or NULL)
+  return answer(nextDue(true) or NULL)
 end
 
 -- Read-only ---------------------------------------------------------------------------------

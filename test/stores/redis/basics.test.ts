@@ -69,6 +69,66 @@ describe('Redis store basics', () => {
     }
   });
 
+  it('expires a lease that ends before every other due time, and one whose bound meta lost', async () => {
+    // The library reads a due set only when meta's lower bound on it has passed: a shorter lease
+    // must lower that bound, and a bound that is gone (an older layout, a lost key) means "read it".
+    const ns = redisNamespace(SHARED);
+    namespaces.push(ns);
+    const prefix = new URL(ns.url).searchParams.get('prefix')!;
+    const owner = await openLocks(ns.url, { owner: 'a', autoRenew: false });
+    const other = await openLocks(ns.url, { owner: 'b' });
+    const admin = createClient({ url: SHARED });
+    await admin.connect();
+    try {
+      const long = await owner.acquire('long', { ttlMs: 60_000 });
+      await owner.acquire('short', { ttlMs: 300 });
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const taken = await other.acquire('short');
+      await taken.release();
+      await owner.acquire('short2', { ttlMs: 300 });
+      await admin.hDel(`hf:{${prefix}}:meta`, ['lo:lexp', 'lo:wdue', 'lo:ddue']);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const taken2 = await other.acquire('short2');
+      await taken2.release();
+      assert.equal(long.state, 'held');
+      await long.release();
+    } finally {
+      await admin.close();
+      await other.close();
+      await owner.close({ release: false });
+    }
+  });
+
+  it('lists queued holders from their summaries, and from the waiter records where a summary is missing', async () => {
+    const ns = redisNamespace(SHARED);
+    namespaces.push(ns);
+    const prefix = new URL(ns.url).searchParams.get('prefix')!;
+    const a = await openLocks(ns.url, { owner: 'a' });
+    const b = await openLocks(ns.url, { owner: 'b ünï,code' });
+    const c = await openLocks(ns.url, { owner: 'c' });
+    const admin = createClient({ url: SHARED });
+    await admin.connect();
+    try {
+      const held = await a.acquire('q');
+      const waiting = b.acquire('q', { waitMs: 10_000, metadata: { why: 'after a, with a comma' } });
+      while ((await a.list({ prefix: 'q' })).waiters.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      const queuedHolder = async (): Promise<unknown> => {
+        const error = await rejectsWith(c.acquire('q'), 'LOCK_BUSY');
+        return (error as unknown as { holders: Array<{ state: string; owner: string; metadata: unknown }> }).holders
+          .filter((h) => h.state === 'queued').map((h) => ({ owner: h.owner, metadata: h.metadata }));
+      };
+      const expected = [{ owner: 'b ünï,code', metadata: { why: 'after a, with a comma' } }];
+      assert.deepEqual(await queuedHolder(), expected);
+      await admin.del(`hf:{${prefix}}:wh`);
+      assert.deepEqual(await queuedHolder(), expected, 'read from the waiter record');
+      await held.release();
+      await (await waiting).release();
+    } finally {
+      await admin.close();
+      await Promise.all([a.close(), b.close(), c.close()]);
+    }
+  });
+
   it('loads its library again when Redis lost it (FUNCTION FLUSH, a restart without persistence)', { timeout: 30_000 }, async () => {
     const server = new PrivateRedis({ appendfsync: null });
     await server.start();
