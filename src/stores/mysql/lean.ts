@@ -11,6 +11,9 @@
  *   release  ends a live, unexpired lease none of whose keys has a related waiter.
  *   renew    extends a live, unexpired lease.
  *
+ * One key (acquire) and one root (release) go to the stored procedures of migration 2
+ * (`hf_acquire_one`, `hf_release_one`: one CALL, the same decisions); several, to the batches.
+ *
  * The connection is set up for them when the pool opens it (sql.CONNECTION_SETUP: UTC, READ
  * COMMITTED). Root rows are created (`ensure`) only for roots this store object has not seen yet;
  * a grant also checks that every root row exists, so it was locked (a missing one: the full path).
@@ -91,6 +94,14 @@ function nextDueOf(result: unknown): number | null {
  */
 export async function leanAcquire(pool: Pool, request: LockRequest, roots: string[], ensure: boolean): Promise<LeanAnswer<LeaseRecord> | null> {
   const keys = request.resources.map((r) => r.key);
+  if (keys.length === 1) {
+    // One key: the procedure of migration 2 (one CALL instead of a nine-statement batch).
+    const results = await run(pool, [[sql.ACQUIRE_ONE, [
+      request.id, request.owner, keys[0], roots[0], JSON.stringify(request.resources), JSON.stringify(request.metadata),
+      request.ttlMs, request.lockDelayMs, ensure ? 1 : 0,
+    ]]]);
+    return results === null ? null : granted(request, keys, (results[0] as Row[])[0]!);
+  }
   const [heldText, heldValues] = related(keys, 'k');
   const rows = request.resources.map(() => 'SELECT ? AS k, ? AS root').join(' UNION ALL ');
   const statements: Statement[] = [
@@ -112,9 +123,12 @@ export async function leanAcquire(pool: Pool, request: LockRequest, roots: strin
     [sql.COMMIT, []],
   ];
   const results = await run(pool, statements);
-  if (results === null) return null;
-  const answer = (results[results.length - 2] as Row[])[0]!;
-  if (answer['fence'] === null) return null;
+  return results === null ? null : granted(request, keys, (results[results.length - 2] as Row[])[0]!);
+}
+
+/** The lean acquire's answer row (`fence`, `now`) as a grant, or null (nothing granted). */
+function granted(request: LockRequest, keys: string[], answer: Row): LeanAnswer<LeaseRecord> | null {
+  if (answer['fence'] === null || answer['fence'] === undefined) return null;
   const now = Number(answer['now']);
   const lease: LeaseRecord = {
     id: request.id, owner: request.owner, resources: request.resources, fence: Number(answer['fence']),
@@ -126,6 +140,11 @@ export async function leanAcquire(pool: Pool, request: LockRequest, roots: strin
 }
 
 export async function leanRelease(pool: Pool, id: string, roots: string[]): Promise<LeanAnswer<true> | null> {
+  if (roots.length === 1) {
+    // Keys under one root: the procedure of migration 2.
+    const results = await run(pool, [[sql.RELEASE_ONE, [id, roots[0]]]]);
+    return results === null ? null : released(id, (results[0] as Row[])[0]!);
+  }
   const statements: Statement[] = [
     ...prefix(roots, false),
     [`SELECT l.fence FROM hf_leases l WHERE l.id = ? AND l.ended_at IS NULL AND l.expires_at > @hf_now
@@ -138,20 +157,26 @@ export async function leanRelease(pool: Pool, id: string, roots: string[]): Prom
     [`${sql.BUMP_VERSIONS} AND @hf_fence IS NOT NULL`, [roots]],
     [`UPDATE hf_leases SET ended_at = @hf_now, end_type = 'released', end_reason = 'release', ended_by = owner WHERE fence = @hf_fence`, []],
     [`DELETE FROM hf_lease_keys WHERE fence = @hf_fence`, []],
-    [`SELECT @hf_now AS now, l.fence, l.owner, l.resources, ${sql.NEXT_DUE_EXPRESSION} AS next_due
-      FROM (SELECT 1) one LEFT JOIN hf_leases l ON l.fence = @hf_fence`, []],
+    [`SELECT @hf_now AS now, l.fence, l.owner, l.resources FROM (SELECT 1) one LEFT JOIN hf_leases l ON l.fence = @hf_fence`, []],
     [sql.COMMIT, []],
   ];
   const results = await run(pool, statements);
-  if (results === null) return null;
-  const answer = (results[results.length - 2] as Row[])[0]!;
+  return results === null ? null : released(id, (results[results.length - 2] as Row[])[0]!);
+}
+
+/**
+ * The lean release's answer row (`now`, `fence`, `owner`, `resources`), or null (nothing
+ * released). It has no next due time: ending a lease makes nothing due sooner, so the sweep timer
+ * keeps the earliest it knows (a lease's expiry it heard of; a sweep then re-reads the store's).
+ */
+function released(id: string, answer: Row): LeanAnswer<true> | null {
   if (answer['fence'] === null || answer['fence'] === undefined) return null;
   const now = Number(answer['now']);
   const lease = toLease({ ...answer, id, request_id: null, metadata: '{}', ttl_ms: 0, lock_delay_ms: 0, acquired_at: 0, expires_at: 0 });
   const change: StoreChange = {
     type: 'released', owner: lease.owner, keys: lease.resources.map((r) => r.key), fence: lease.fence, granted: [], at: now,
   };
-  return { value: true, change, now, nextDue: nextDueOf([answer]) };
+  return { value: true, change, now, nextDue: null };
 }
 
 export type LeanRenew = { status: 'renewed'; lease: LeaseRecord } | { status: 'lost' } | { status: 'unknown' };

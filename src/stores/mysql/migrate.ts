@@ -4,7 +4,7 @@
  * transaction; instead the runner holds `GET_LOCK('holdfast.migrate.<database>')` (released if
  * its connection dies), so processes that start at once apply each migration exactly once: the
  * others wait, then find it recorded in `hf_migrations`. A migration's statements are separated
- * by `;` at the end of a line.
+ * by `;` at the end of a line, or by what a `DELIMITER` line sets (statementsOf).
  */
 import type { Pool, PoolConnection, RowDataPacket } from 'mysql2/promise';
 import { MIGRATIONS } from './migrations.generated.js';
@@ -21,12 +21,38 @@ const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS hf_migrations (
 /** How long a process waits for another one's migration before giving up (seconds). */
 const LOCK_WAIT_S = 60;
 
-/** The statements of a migration file (split at `;` ending a line; comments dropped). */
+/**
+ * The statements of a migration file: split at the delimiter ending a line (`;`, or what a
+ * `DELIMITER xx` line sets, as the mysql client reads it, for procedure bodies); comment lines
+ * and DELIMITER lines dropped.
+ */
 export function statementsOf(sql: string): string[] {
-  return sql
-    .split(/;\s*$/m)
-    .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
-    .filter((s) => s.length > 0);
+  const statements: string[] = [];
+  let delimiter = ';';
+  let current: string[] = [];
+  const flush = (): void => {
+    const text = current.join('\n').trim();
+    if (text.length > 0) statements.push(text);
+    current = [];
+  };
+  for (const line of sql.split('\n')) {
+    const directive = /^\s*DELIMITER\s+(\S+)\s*$/i.exec(line);
+    if (directive) {
+      flush();
+      delimiter = directive[1]!;
+      continue;
+    }
+    if (/^\s*--/.test(line)) continue;
+    const trimmed = line.trimEnd();
+    if (trimmed.endsWith(delimiter)) {
+      current.push(trimmed.slice(0, trimmed.length - delimiter.length));
+      flush();
+    } else {
+      current.push(line);
+    }
+  }
+  flush();
+  return statements;
 }
 
 async function currentVersion(connection: PoolConnection): Promise<number> {
@@ -95,7 +121,11 @@ export function mysqlMigrationScript(since = 0): string {
   const lines = ['-- holdfast MySQL/MariaDB store: schema migrations.', `${MIGRATIONS_TABLE};`];
   for (const m of MIGRATIONS) {
     if (m.version <= since) continue;
-    lines.push(`-- migration ${m.version}: ${m.name}`, ...statementsOf(m.sql).map((s) => `${s};`));
+    lines.push(`-- migration ${m.version}: ${m.name}`);
+    // A statement with `;` inside (a procedure body) is sent whole between DELIMITER lines.
+    for (const statement of statementsOf(m.sql)) {
+      lines.push(...(statement.includes(';') ? ['DELIMITER //', `${statement} //`, 'DELIMITER ;'] : [`${statement};`]));
+    }
     lines.push(`INSERT INTO hf_migrations (version, name, checksum) VALUES (${m.version}, '${m.name}', '${m.checksum}');`);
   }
   return lines.join('\n') + '\n';

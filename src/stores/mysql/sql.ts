@@ -38,6 +38,17 @@ export function checkVersions(n: number): string {
   return `SELECT IF((SELECT COUNT(*) FROM hf_roots WHERE ${match}) = ?, 1, (SELECT 1 UNION ALL SELECT 2)) AS ok`;
 }
 
+/**
+ * The one-key lean acquire (migration 2). Inputs: id, owner, key, root, resources JSON, metadata
+ * JSON, ttl_ms, lock_delay_ms, ensure (0/1). Outputs: one row `fence` (NULL: nothing changed), `now`.
+ */
+export const ACQUIRE_ONE = `CALL hf_acquire_one(?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+/**
+ * The one-root lean release (migration 2). Inputs: lease id, root. Outputs: one row `now`,
+ * `fence`, `owner`, `resources` (NULL fence: nothing changed), `next_due`.
+ */
+export const RELEASE_ONE = `CALL hf_release_one(?, ?)`;
+
 /** Inputs: roots (a list). Outputs: none. Run by every write under the roots, with their locks held. */
 export const BUMP_VERSIONS = `UPDATE hf_roots SET version = version + 1 WHERE root IN (?)`;
 

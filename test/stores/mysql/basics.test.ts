@@ -6,6 +6,8 @@
  * so no deadlock reaches the caller and no two holders ever overlap).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import mysql from 'mysql2/promise';
 import { HoldfastError, openLocks, openStore, type Locks } from '../../../src/index.js';
@@ -13,6 +15,20 @@ import { createMysqlStore, mysqlMigrationScript, type MysqlStore } from '../../.
 import * as sql from '../../../src/stores/mysql/sql.js';
 import { LATEST_VERSION } from '../../../src/stores/mysql/migrate.js';
 import { createMysqlDatabase, mysqlAdmin, MYSQL_URL, request, sleep, type TestDatabase } from './helpers.js';
+
+/** Pipes `script` into the `mysql` command-line client connected to the database of `url`. */
+async function applyWithMysqlClient(url: string, script: string): Promise<void> {
+  const parsed = new URL(url.replace(/^mariadb:/i, 'mysql:'));
+  const args = ['--host', parsed.hostname, '--port', parsed.port || '3306', '--user', decodeURIComponent(parsed.username)];
+  if (parsed.password) args.push(`--password=${decodeURIComponent(parsed.password)}`);
+  args.push(decodeURIComponent(parsed.pathname.slice(1)));
+  const child = spawn('mysql', args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdin.end(script);
+  const [code] = (await once(child, 'close')) as [number | null];
+  assert.equal(code, 0, `mysql < script failed: ${stderr}`);
+}
 
 const isCode = (code: string) => (error: unknown): boolean => {
   assert.ok(error instanceof HoldfastError, `expected ${code}, got ${String(error)}`);
@@ -52,9 +68,8 @@ describe('mysql store: migrations', () => {
     } finally {
       await unmigrated.close();
     }
-    const connection = await mysql.createConnection({ uri: db.url, multipleStatements: true });
-    await connection.query(mysqlMigrationScript());
-    await connection.end();
+    // Applied the way the docs say: `mysql DB < holdfast.sql` (the procedures need its DELIMITER lines).
+    await applyWithMysqlClient(db.url, mysqlMigrationScript());
     const store = createMysqlStore(db.url, { migrate: false, poolSize: 1 });
     try {
       const outcome = await store.acquire(request({ key: 'm/k' }), { waitMs: 0, waiterTtlMs: 3000 });
@@ -145,6 +160,39 @@ describe('mysql store: clock, fences, concurrency', () => {
     const events = (await s.history({ limit: 1000 })).filter((e) => e.resources[0]!.key.startsWith('f/'));
     assert.equal(events.filter((e) => e.type === 'acquired').length, fences.length);
     assert.equal(events.filter((e) => e.type === 'released').length, fences.length);
+  });
+
+  test('the one-key procedures decide like the full path: related keys are busy, near misses are granted', async () => {
+    const s = await store();
+    const once = { waitMs: 0, waiterTtlMs: 3000 };
+    const status = async (key: string): Promise<string> => {
+      const outcome = await s.acquire(request({ key, owner: `probe-${key}` }), once);
+      if (outcome.status === 'granted') assert.equal(await s.release(outcome.lease.id), true);
+      return outcome.status;
+    };
+    const held = await s.acquire(request({ key: 'p/a/b' }), once);
+    assert.equal(held.status, 'granted');
+    for (const key of ['p', 'p/a', 'p/a/b', 'p/a/b/c']) assert.equal(await status(key), 'busy', key);
+    for (const key of ['p/a/bc', 'p/a/b0', 'p/a/c', 'p/ab', 'pa']) assert.equal(await status(key), 'granted', key);
+    // A lock-delay left by a forced release, and a queued waiter, are in the way like a holder.
+    const delayed = await s.acquire(request({ key: 'q/x/y', lockDelayMs: 5000 }), once);
+    assert.equal(delayed.status, 'granted');
+    assert.equal(await s.forceRelease('q/x/y', { by: 'test' }), 1);
+    for (const key of ['q/x', 'q/x/y', 'q/x/y/z']) assert.equal(await status(key), 'busy', key);
+    assert.equal(await status('q/xy'), 'granted');
+    const holder = await s.acquire(request({ key: 'w/a/b' }), once);
+    const waiter = request({ key: 'w/a', owner: 'waiter' });
+    assert.equal((await s.acquire(waiter, { waitMs: 10_000, waiterTtlMs: 10_000 })).status, 'queued');
+    // Only the queued waiter is in the way of w/a/c (first come, first served); w/b is free.
+    assert.equal(await status('w/a/c'), 'busy');
+    assert.equal(await status('w/b'), 'granted');
+    // The release hands w/a to the waiter (the procedure sees the related waiter and leaves it to the full path).
+    if (holder.status === 'granted') assert.equal(await s.release(holder.lease.id), true);
+    const polled = await s.poll(waiter.id);
+    assert.equal(polled.status, 'granted');
+    assert.equal(await status('w/a/b'), 'busy');
+    if (held.status === 'granted') assert.equal(await s.release(held.lease.id), true);
+    assert.equal(await status('p/a'), 'granted');
   });
 
   test('concurrent multi-key requests over several roots never overlap and never fail', async () => {
