@@ -7,10 +7,12 @@
  * under two minutes; the full run in under fifteen. Benchmarks are never part of `npm test`.
  */
 import { writeFileSync } from 'node:fs';
-import { renderTables, type Row, type StoreKind } from './harness.js';
+import { renderTables, type StoreKind } from './harness.js';
 import { DEFAULT_POSTGRES_URL, runBench, STORE_KINDS, SUITE_NAMES, type SuiteName } from './run.js';
 import { dropLiveSchemas, redact } from './stores.js';
 import { etcdTargets } from './suites/etcd.js';
+import { redisTargets } from './suites/redis.js';
+import { issueTargets } from './targets.js';
 
 const USAGE = `usage: npm run bench -- [${SUITE_NAMES.join('|')}...] [--quick] [--json FILE] [--stores ${STORE_KINDS.join(',')}] [--postgres URL]`;
 
@@ -49,29 +51,6 @@ function parse(argv: readonly string[]): Args {
   }
   if (args.suites.length === 0) args.suites = [...SUITE_NAMES];
   return args;
-}
-
-/** The issue's targets for the Postgres store, checked against this run's rows. */
-function targets(rows: readonly Row[]): string[] {
-  const find = (suite: string, caseName: string, subject: string, metric: string): Row | undefined =>
-    rows.find((r) => r.suite === suite && r.case === caseName && r.subject === subject && r.metric === metric);
-  const out: string[] = [];
-  for (const caseName of [...new Set(rows.filter((r) => r.suite === 'postgres' && r.metric === 'pairs/s').map((r) => r.case))]) {
-    const h = find('postgres', caseName, 'holdfast', 'pairs/s');
-    const n = find('postgres', caseName, 'naive-upsert', 'pairs/s');
-    if (!h || !n) continue;
-    const ratio = h.value / n.value;
-    const goal = caseName === '1 caller' ? 0.7 : 1.0; // issue 17
-    out.push(`- postgres pairs/s, ${caseName}: holdfast/naive-upsert = ${ratio.toFixed(2)}× (target ≥ ${goal.toFixed(2)}×): ${
-      ratio >= goal ? 'met' : `MISSED, ${((1 - ratio / goal) * 100).toFixed(0)}% short of the target`}`);
-  }
-  for (const waiters of ['1 waiter', '100 waiters']) {
-    const p99 = find('handoff', `postgres, ${waiters}`, 'holdfast', 'p99') ?? find('postgres', `hand-off, ${waiters}`, 'holdfast', 'p99');
-    if (!p99) continue;
-    out.push(`- postgres hand-off p99, ${waiters}: ${p99.value.toFixed(2)} ms over ${p99.n} hand-offs (target < 5 ms): ${
-      p99.value < 5 ? 'met' : `MISSED by ${(p99.value - 5).toFixed(2)} ms (${(p99.value / 5).toFixed(1)}× the target)`}`);
-  }
-  return out;
 }
 
 /** Ctrl-C: drop the schemas of this run (a SIGKILL leaves `hf_bench_*` schemas behind: drop them by hand). */
@@ -119,7 +98,7 @@ async function main(): Promise<void> {
     '',
     renderTables(result.rows),
   ];
-  const checks = [...targets(result.rows), ...etcdTargets(result.rows)];
+  const checks = issueTargets(result.rows, [etcdTargets, redisTargets]);
   if (checks.length > 0) lines.push('### targets', '', ...checks, '');
   console.log(lines.join('\n'));
   if (args.json) {

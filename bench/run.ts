@@ -11,6 +11,7 @@ import { httpSuite } from './suites/http.js';
 import { memorySuite } from './suites/memory.js';
 import { mysqlSuite } from './suites/mysql.js';
 import { postgresSuite } from './suites/postgres.js';
+import { redisSuite } from './suites/redis.js';
 import { scaleSuite } from './suites/scale.js';
 import { sqliteSuite } from './suites/sqlite.js';
 
@@ -24,6 +25,7 @@ export const SUITES = {
   scale: scaleSuite,
   http: httpSuite,
   etcd: etcdSuite,
+  redis: redisSuite,
 } satisfies Record<string, (ctx: BenchContext) => Promise<void>>;
 
 export type SuiteName = keyof typeof SUITES;

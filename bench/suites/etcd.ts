@@ -21,20 +21,8 @@ import { randomBytes } from 'node:crypto';
 import { openLocks, type Locks } from '../../src/index.js';
 import { b64, EtcdClient, prefixEnd } from '../../src/stores/etcd/client.js';
 import { EtcdCluster, clusterUnavailable } from '../../test/stores/etcd/cluster.js';
+import { measureForeignHandoff as measureHandoff, type HandoffSubject } from '../foreign-handoff.js';
 import { compare, HOLDFAST, pick, SkipError, summarize, type BenchContext } from '../harness.js';
-
-interface HandoffClient {
-  /** Waits for the lock; returns its release. */
-  lock(key: string): Promise<() => Promise<void>>;
-  close(): Promise<void>;
-}
-
-interface HandoffSubject {
-  name: string;
-  open(i: number): Promise<HandoffClient>;
-  /** How many clients are queued behind the holder of `key`. */
-  queued(key: string): Promise<number>;
-}
 
 const endpointsOf = (cluster: EtcdCluster): string[] => cluster.members.map((m) => `127.0.0.1:${m.clientPort}`);
 
@@ -64,45 +52,6 @@ async function mutexPair(c: { client: EtcdClient; lease: string }, pfx: string):
   const first = owners.reduce((a, b) => (b.createRevision < a.createRevision ? b : a), owners[0]!);
   if (first.key !== mine) throw new Error(`etcd mutex ${pfx}: busy, but nobody else holds it`);
   await c.client.txn([], [{ deleteRange: { key: mine } }], []);
-}
-
-async function measureHandoff(subject: HandoffSubject, waiters: number, budget: { warmup: number; samples: number; timeMs: number }): Promise<number[]> {
-  const key = `bench-handoff/${randomBytes(5).toString('hex')}`;
-  const clients = await Promise.all(Array.from({ length: waiters + 1 }, (_, i) => subject.open(i)));
-  const samples: number[] = [];
-  let releasedAt: number | null = null;
-  let handoffs = 0;
-  let stop = false;
-  let deadline = Infinity;
-  const giveUp = performance.now() + 120_000;
-  const loop = async (c: HandoffClient): Promise<void> => {
-    while (!stop) {
-      let release: () => Promise<void>;
-      try {
-        release = await c.lock(key);
-      } catch (error) {
-        if (stop) return;
-        throw error;
-      }
-      const grantedAt = performance.now();
-      if (releasedAt !== null && ++handoffs > budget.warmup) samples.push(grantedAt - releasedAt);
-      releasedAt = null;
-      if (deadline === Infinity && handoffs >= budget.warmup) deadline = grantedAt + budget.timeMs;
-      if (samples.length >= budget.samples || grantedAt > deadline || grantedAt > giveUp) stop = true;
-      // Release only when every other client is queued, so the sample is a hand-off.
-      while (!stop && (await subject.queued(key)) < waiters) await new Promise((r) => setTimeout(r, 1));
-      if (!stop) releasedAt = performance.now();
-      // After the stop, each release hands the lock to a client that then sees the stop too.
-      await release();
-    }
-  };
-  try {
-    await Promise.all(clients.map(loop));
-  } finally {
-    stop = true;
-    await Promise.allSettled(clients.map((c) => c.close()));
-  }
-  return samples;
 }
 
 export async function etcdSuite(ctx: BenchContext): Promise<void> {
