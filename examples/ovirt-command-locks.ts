@@ -125,8 +125,14 @@ export async function main(options: OvirtOptions): Promise<OvirtResult> {
       reconstructGrantedAt = performance.now();
       return lease;
     });
-    await sleep(50);
-    const reconstructQueued = (await engine.list({ prefix: root })).waiters.some((w) => w.owner === 'ReconstructMasterDomain' && w.key === pool);
+    // Its place in the queue, as the dashboard shows it (a busy database may take a while to queue it).
+    const isQueued = async (): Promise<boolean> =>
+      (await engine.list({ prefix: root })).waiters.some((w) => w.owner === 'ReconstructMasterDomain' && w.key === pool);
+    let reconstructQueued = await isQueued();
+    for (const giveUpAt = performance.now() + 5000; !reconstructQueued && performance.now() < giveUpAt;) {
+      await sleep(20);
+      reconstructQueued = await isQueued();
+    }
     await d1.release();
     say('ActivateStorageDomain(D1) ended');
     await sleep(100);
