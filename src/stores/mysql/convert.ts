@@ -3,6 +3,7 @@ import { HoldfastError, StoreUnavailableError } from '../../model/errors.js';
 import type { HistoryEvent, HistoryType, LeaseRecord, Metadata, Resource } from '../../model/types.js';
 import type { WaiterRecord } from '../table/state.js';
 import type { StoredDelay } from './snapshot.js';
+import { NO_DUE } from './sql.js';
 
 export type Row = Record<string, unknown>;
 
@@ -13,6 +14,12 @@ export function text(value: unknown): string {
 
 function textOrNull(value: unknown): string | null {
   return value === null || value === undefined ? null : text(value);
+}
+
+/** The `next_due` column of a NEXT_DUE row: null when nothing is due (the max BIGINT) or no row. */
+export function nextDueOf(row: Row | undefined): number | null {
+  const next = row?.['next_due'];
+  return next === undefined || next === null || BigInt(String(next)) >= NO_DUE ? null : Number(next);
 }
 
 export function toLease(row: Row): LeaseRecord {

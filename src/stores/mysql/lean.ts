@@ -11,6 +11,9 @@
  *   release  ends a live, unexpired lease none of whose keys has a related waiter.
  *   renew    extends a live, unexpired lease.
  *
+ * None of them reads the store-wide next due time: they make nothing due sooner than their own
+ * new lease (acquire) or its new expiry (renew), which their answers carry.
+ *
  * One key (acquire) and one root (release) go to the stored procedures of migration 2
  * (`hf_acquire_one`, `hf_release_one`: one CALL, the same decisions); several, to the batches.
  *
@@ -80,11 +83,6 @@ async function run(pool: Pool, statements: Statement[]): Promise<unknown[] | nul
     if (healthy) connection.release();
     else connection.destroy();
   }
-}
-
-function nextDueOf(result: unknown): number | null {
-  const next = (result as Row[])[0]?.['next_due'];
-  return next === undefined || next === null || BigInt(String(next)) >= sql.NO_DUE ? null : Number(next);
 }
 
 /**
@@ -188,19 +186,20 @@ export async function leanRenew(pool: Pool, id: string, ttlMs: number, roots: st
     [`SELECT ROW_COUNT() AS n, @hf_now AS now`, []],
     [sql.BUMP_VERSIONS, [roots]],
     [sql.LEASES_BY_ID, [[id]]],
-    [sql.NEXT_DUE, []],
     [sql.COMMIT, []],
   ];
   const results = await run(pool, statements);
   if (results === null) return null;
-  const answer = (results[results.length - 5] as Row[])[0]!;
-  const row = (results[results.length - 3] as RowDataPacket[])[0] as Row | undefined;
+  const answer = (results[results.length - 4] as Row[])[0]!;
+  const row = (results[results.length - 2] as RowDataPacket[])[0] as Row | undefined;
   const now = Number(answer['now']);
-  const nextDue = nextDueOf(results[results.length - 2]);
-  let value: LeanRenew;
-  if (Number(answer['n']) === 1 && row !== undefined) value = { status: 'renewed', lease: toLease(row) };
-  else if (row === undefined) value = { status: 'unknown' };
-  else if (row['ended_at'] !== null) value = { status: 'lost' };
-  else return null; // live but expired: the full path settles it
-  return { value, change: null, now, nextDue };
+  // No next due time read: a renewal makes nothing due sooner (the renewed lease's new expiry is
+  // later than the one the sweep timer may already be armed at).
+  if (Number(answer['n']) === 1 && row !== undefined) {
+    const lease = toLease(row);
+    return { value: { status: 'renewed', lease }, change: null, now, nextDue: lease.expiresAt };
+  }
+  if (row === undefined) return { value: { status: 'unknown' }, change: null, now, nextDue: null };
+  if (row['ended_at'] !== null) return { value: { status: 'lost' }, change: null, now, nextDue: null };
+  return null; // live but expired: the full path settles it
 }

@@ -282,6 +282,20 @@ export class SnapshotState implements TableState {
     return null;
   }
 
+  /**
+   * The earliest due time (a lease's expiry, a waiter's drop, a lock-delay's end) among the rows
+   * this snapshot holds after its writes: everything under the locked roots, so every blocker of
+   * a waiter queued here. A write never makes a row elsewhere due sooner, so this is what the
+   * sweep timer must hear of; the store-wide minimum is read by the sweep alone.
+   */
+  dueAfterWrites(): number | null {
+    let due = Infinity;
+    for (const lease of this.#leases.values()) due = Math.min(due, lease.expiresAt);
+    for (const waiter of this.#waiters.values()) due = Math.min(due, waiter.aliveUntil, waiter.deadline);
+    for (const delay of this.#delays) due = Math.min(due, delay.until);
+    return due === Infinity ? null : due;
+  }
+
   history(_query: HistoryQuery): HistoryEvent[] {
     throw new Error('history is read by the store directly');
   }

@@ -133,8 +133,8 @@ export const NEXT_DUE_EXPRESSION = `LEAST(
   COALESCE((SELECT MIN(alive_until) FROM hf_waiters), ${FAR}),
   COALESCE((SELECT MIN(deadline) FROM hf_waiters), ${FAR}),
   COALESCE((SELECT MIN(until_at) FROM hf_delays), ${FAR}))`;
-/** Inputs: none. Outputs: `next_due` (NEXT_DUE_EXPRESSION). */
-export const NEXT_DUE = `SELECT ${NEXT_DUE_EXPRESSION} AS next_due`;
+/** Inputs: none. Outputs: `next_due` (NEXT_DUE_EXPRESSION), `now` (ms, the database clock, read after it). */
+export const NEXT_DUE = `SELECT ${NEXT_DUE_EXPRESSION} AS next_due, CAST(ROUND(UNIX_TIMESTAMP(SYSDATE(6)) * 1000) AS SIGNED) AS now`;
 export const NO_DUE = BigInt(FAR);
 
 /** Inputs: none. Outputs: none. */

@@ -26,7 +26,7 @@ import type {
 import { DueTimer } from '../due-timer.js';
 import { ChangeListeners, RecentIds } from '../change-fanout.js';
 import * as ops from '../table/operations.js';
-import { toHistory, toHoldfastError, toLease, toWaiter, type Row } from './convert.js';
+import { nextDueOf, toHistory, toHoldfastError, toLease, toWaiter, type Row } from './convert.js';
 import { checkVersion, migrate } from './migrate.js';
 import { resolveMysqlOptions, type MysqlStoreOptions, type ResolvedMysqlOptions } from './options.js';
 import { ALL_ROOTS, rootOf, rootsOf, SnapshotState } from './snapshot.js';
@@ -363,15 +363,17 @@ export class MysqlStore implements LockStore {
       return (found as Row[]).map((row) => Buffer.isBuffer(row['root']) ? row['root'].toString('utf8') : String(row['root']));
     });
     let nextDue: number | null | undefined;
-    if (roots.length > 0) nextDue = (await this.#write({ roots, idempotent: true, run: (s) => ops.sweep(s) }, options.signal)).nextDue;
+    if (roots.length > 0) {
+      nextDue = (await this.#write({ roots, idempotent: true, readNextDue: true, run: (s) => ops.sweep(s) }, options.signal)).nextDue;
+    }
     await this.#prune().catch(() => {});
     if (nextDue === undefined) {
-      nextDue = await this.#read(options.signal, async () => {
+      const row = await this.#read(options.signal, async () => {
         const [found] = await this.#pool.query<RowDataPacket[]>(sql.NEXT_DUE);
-        const next = (found as Row[])[0]?.['next_due'];
-        return next === undefined || next === null || BigInt(String(next)) >= sql.NO_DUE ? null : Number(next);
+        return (found as Row[])[0];
       });
-      if (nextDue !== null) this.#due.arm(nextDue, Date.now());
+      nextDue = nextDueOf(row);
+      this.#due.arm(nextDue, Number(row?.['now']));
     }
     return nextDue;
   }

@@ -7,8 +7,8 @@
  *      algorithm then runs on that snapshot, in this process;
  *   2. in one READ COMMITTED transaction: lock the roots (FOR UPDATE, in sorted order), check
  *      that their versions are still the ones read (else the batch stops with an error, rolls
- *      back and the operation runs again from 1), bump them, the snapshot's writes, the next due
- *      time, COMMIT.
+ *      back and the operation runs again from 1), bump them, the snapshot's writes (a sweep also
+ *      reads the store-wide next due time), COMMIT.
  *
  * So no lock is held while this process thinks: a client paused between the batches (a GC
  * pause, SIGSTOP) blocks nobody. Every write under a root, here and in lean.ts, bumps its
@@ -25,7 +25,7 @@ import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql
 import { StoreUnavailableError } from '../../model/errors.js';
 import type { LeaseRecord } from '../../model/types.js';
 import type { Result } from '../table/operations.js';
-import { isFatal, isRetryable, text, toDelay, toHoldfastError, toLease, toWaiter, type Row } from './convert.js';
+import { isFatal, isRetryable, nextDueOf, text, toDelay, toHoldfastError, toLease, toWaiter, type Row } from './convert.js';
 import { NeedRoots, rootOf, SnapshotState, type Loaded, type Write } from './snapshot.js';
 import * as sql from './sql.js';
 
@@ -40,6 +40,13 @@ export interface OperationSpec<T> {
   owner?: string | undefined;
   /** May run again after its connection dropped mid-way (same effect, same answer). */
   idempotent: boolean;
+  /**
+   * Read the store-wide next due time after the writes (the sweep does, to find what other
+   * processes left due). Otherwise it is the earliest due time under the locked roots, from the
+   * snapshot after its writes (no four `MIN()`s per operation).
+   * @default false
+   */
+  readNextDue?: boolean | undefined;
   run(state: SnapshotState): Result<T>;
 }
 
@@ -126,9 +133,11 @@ export class Transactions {
             return { result, nextDue: undefined, changeId: loaded.changeId };
           }
           open = true;
-          const nextDue = await this.#write(connection, sorted, locking ? null : loaded.versions, state.writes, result, loaded.loaded.now);
+          const read = await this.#write(
+            connection, sorted, locking ? null : loaded.versions, state.writes, result, loaded.loaded.now, spec.readNextDue === true,
+          );
           open = false;
-          return { result, nextDue, changeId: loaded.changeId };
+          return { result, nextDue: read === undefined ? state.dueAfterWrites() : read, changeId: loaded.changeId };
         }
       } catch (error) {
         if (isFatal(error)) healthy = false;
@@ -231,12 +240,14 @@ export class Transactions {
   }
 
   /**
-   * Sends the writes, reads the next due time, commits; then gives the inserted leases their
-   * fences. With `versions` (optimistic), the transaction starts here: lock, check, bump.
+   * Sends the writes (and, with `readNextDue`, reads the store-wide next due time), commits; then
+   * gives the inserted leases their fences. With `versions` (optimistic), the transaction starts
+   * here: lock, check, bump. Answers the next due time read, or undefined when none was read.
    */
   async #write<T>(
     connection: PoolConnection, roots: string[], versions: Map<string, number> | null, writes: Write[], result: Result<T>, now: number,
-  ): Promise<number | null> {
+    readNextDue: boolean,
+  ): Promise<number | null | undefined> {
     const statements: Statement[] = [[sql.SESSION, []]];
     if (versions !== null) {
       statements.push([sql.READ_COMMITTED, []], ['START TRANSACTION', []]);
@@ -296,7 +307,8 @@ export class Transactions {
       }
     }
     const due = statements.length;
-    statements.push([sql.NEXT_DUE, []], [sql.COMMIT, []]);
+    if (readNextDue) statements.push([sql.NEXT_DUE, []]);
+    statements.push([sql.COMMIT, []]);
     const results = await batch(connection, statements);
     const fences = new Map<number, number>();
     for (const { index, lease } of inserted) {
@@ -307,7 +319,6 @@ export class Transactions {
     for (const change of result.changes) {
       if (change.fence !== null && change.fence < 0) change.fence = fences.get(change.fence) ?? change.fence;
     }
-    const next = rows(results[due])[0]?.['next_due'];
-    return next === undefined || next === null || BigInt(String(next)) >= sql.NO_DUE ? null : Number(next);
+    return readNextDue ? nextDueOf(rows(results[due])[0]) : undefined;
   }
 }
