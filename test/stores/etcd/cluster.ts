@@ -82,8 +82,22 @@ export class EtcdCluster {
     this.dir = mkdtempSync(join(base, 'holdfast-etcd-'));
   }
 
-  /** Starts a new cluster and waits until every member is healthy (a leader is elected). */
+  /**
+   * Starts a new cluster and waits until every member is healthy (a leader is elected). A port
+   * picked free can be taken before etcd binds it (test files start clusters in parallel, and
+   * outgoing connections use the same range): then it starts again on new ports, up to 3 times.
+   */
   static async start(options: ClusterOptions = {}): Promise<EtcdCluster> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await EtcdCluster.#startOnce(options);
+      } catch (error) {
+        if (attempt >= 3 || !/address already in use/.test(error instanceof Error ? error.message : String(error))) throw error;
+      }
+    }
+  }
+
+  static async #startOnce(options: ClusterOptions): Promise<EtcdCluster> {
     const unavailable = clusterUnavailable();
     if (unavailable !== null) throw new Error(`no etcd cluster: ${unavailable}`);
     const cluster = new EtcdCluster({ ...CLUSTER_DEFAULTS, ...options });
