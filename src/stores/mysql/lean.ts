@@ -54,7 +54,8 @@ function prefix(roots: string[], ensure: boolean): Statement[] {
 
 export interface LeanAnswer<T> {
   value: T;
-  change: StoreChange | null;
+  /** What the operation changed, in order, for the store to publish. */
+  changes: StoreChange[];
   now: number;
   nextDue: number | null;
 }
@@ -134,7 +135,7 @@ function granted(request: LockRequest, keys: string[], answer: Row): LeanAnswer<
     metadata: request.metadata, lockDelayMs: request.lockDelayMs,
   };
   const change: StoreChange = { type: 'acquired', owner: lease.owner, keys, fence: lease.fence, granted: [lease.id], at: now, expiresAt: lease.expiresAt };
-  return { value: lease, change, now, nextDue: lease.expiresAt };
+  return { value: lease, changes: [change], now, nextDue: lease.expiresAt };
 }
 
 export async function leanRelease(pool: Pool, id: string, roots: string[]): Promise<LeanAnswer<true> | null> {
@@ -174,7 +175,32 @@ function released(id: string, answer: Row): LeanAnswer<true> | null {
   const change: StoreChange = {
     type: 'released', owner: lease.owner, keys: lease.resources.map((r) => r.key), fence: lease.fence, granted: [], at: now,
   };
-  return { value: true, change, now, nextDue: null };
+  return { value: true, changes: [change], now, nextDue: null };
+}
+
+/**
+ * Releases a lease on one key under a contended root and hands the key to its first waiter when
+ * that is a live exclusive request for that key alone (migration 3's `hf_release_handoff`, one
+ * CALL); a lease with no related waiter is simply released. Null: nothing changed (the full path
+ * decides). `origin` marks the change-log row so this store object's watcher skips it.
+ */
+export async function leanHandoff(pool: Pool, id: string, root: string, origin: string): Promise<LeanAnswer<true> | null> {
+  const results = await run(pool, [[sql.RELEASE_HANDOFF, [id, root, origin]]]);
+  if (results === null) return null;
+  const answer = (results[0] as Row[])[0]!;
+  const release = released(id, answer);
+  if (release === null || answer['g_id'] === null || answer['g_id'] === undefined) return release;
+  const lease = toLease({
+    id: answer['g_id'], owner: answer['g_owner'], request_id: answer['g_request_id'], resources: answer['g_resources'],
+    metadata: answer['g_metadata'], fence: answer['g_fence'], ttl_ms: answer['g_ttl_ms'], lock_delay_ms: answer['g_lock_delay_ms'],
+    acquired_at: answer['now'], expires_at: answer['g_expires_at'],
+  });
+  // The full path's changes for the same hand-off: the release, then the grant with its expiry.
+  const grant: StoreChange = {
+    type: 'acquired', owner: lease.owner, keys: lease.resources.map((r) => r.key), fence: lease.fence, granted: [lease.id],
+    at: release.now, expiresAt: lease.expiresAt,
+  };
+  return { ...release, changes: [...release.changes, grant], nextDue: lease.expiresAt };
 }
 
 export type LeanRenew = { status: 'renewed'; lease: LeaseRecord } | { status: 'lost' } | { status: 'unknown' };
@@ -197,9 +223,9 @@ export async function leanRenew(pool: Pool, id: string, ttlMs: number, roots: st
   // later than the one the sweep timer may already be armed at).
   if (Number(answer['n']) === 1 && row !== undefined) {
     const lease = toLease(row);
-    return { value: { status: 'renewed', lease }, change: null, now, nextDue: lease.expiresAt };
+    return { value: { status: 'renewed', lease }, changes: [], now, nextDue: lease.expiresAt };
   }
-  if (row === undefined) return { value: { status: 'unknown' }, change: null, now, nextDue: null };
-  if (row['ended_at'] !== null) return { value: { status: 'lost' }, change: null, now, nextDue: null };
+  if (row === undefined) return { value: { status: 'unknown' }, changes: [], now, nextDue: null };
+  if (row['ended_at'] !== null) return { value: { status: 'lost' }, changes: [], now, nextDue: null };
   return null; // live but expired: the full path settles it
 }

@@ -45,9 +45,16 @@ export function checkVersions(n: number): string {
 export const ACQUIRE_ONE = `CALL hf_acquire_one(?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 /**
  * The one-root lean release (migration 2). Inputs: lease id, root. Outputs: one row `now`,
- * `fence`, `owner`, `resources` (NULL fence: nothing changed), `next_due`.
+ * `fence`, `owner`, `resources` (NULL fence: nothing changed).
  */
 export const RELEASE_ONE = `CALL hf_release_one(?, ?)`;
+/**
+ * The one-key hand-off (migration 3). Inputs: lease id, root, origin. Outputs: one row `now`,
+ * `fence`, `owner`, `resources` of the released lease (NULL fence: nothing changed), and the lease
+ * granted to its first waiter: `g_id` (NULL: none), `g_fence`, `g_owner`, `g_request_id`,
+ * `g_resources`, `g_metadata`, `g_ttl_ms`, `g_lock_delay_ms`, `g_expires_at`.
+ */
+export const RELEASE_HANDOFF = `CALL hf_release_handoff(?, ?, ?)`;
 
 /** Inputs: roots (a list). Outputs: none. Run by every write under the roots, with their locks held. */
 export const BUMP_VERSIONS = `UPDATE hf_roots SET version = version + 1 WHERE root IN (?)`;

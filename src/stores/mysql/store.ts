@@ -34,7 +34,7 @@ import * as sql from './sql.js';
 import { Transactions, type OperationSpec } from './transaction.js';
 import { Watcher } from './watcher.js';
 import { leanPoll } from './lean-poll.js';
-import { leanAcquire, leanRelease, leanRenew, type LeanAnswer } from './lean.js';
+import { leanAcquire, leanHandoff, leanRelease, leanRenew, type LeanAnswer } from './lean.js';
 
 export type { MysqlStoreOptions } from './options.js';
 export { MYSQL_DEFAULTS, resolveMysqlOptions } from './options.js';
@@ -67,6 +67,8 @@ export class MysqlStore implements LockStore {
   readonly #rootsSeen = new Set<string>();
   /** Roots whose lean path found something in the way, until when (performance.now()). */
   readonly #contention = new Map<string, number>();
+  /** Roots where the one-CALL hand-off could not decide a release lately (performance.now() until). */
+  readonly #unhandable = new Map<string, number>();
   /** Tickets of this object still queued, with the local time after which they are surely gone. */
   readonly #queued = new Map<string, number>();
   #ready: Promise<void> | null = null;
@@ -188,18 +190,22 @@ export class MysqlStore implements LockStore {
   /**
    * A one-round-trip path: its answer published and the sweep timer re-armed, or null (take the
    * full path). A root whose lean path just found something in the way (waiters, holders) is
-   * "contended" for CONTENDED_MS: acquires and releases under it go straight to the full path,
-   * so a hand-off costs two round trips, not three.
+   * "contended" for CONTENDED_MS: acquires under it go straight to the full path, and releases
+   * under one root try the one-CALL hand-off (`leanHandoff`), so a hand-off costs one round trip,
+   * not three. A root where that hand-off found something it can't decide (`marks` is then
+   * `#unhandable`) sends releases to the full path for CONTENDED_MS too.
    */
-  async #lean<T>(signal: AbortSignal | undefined, roots: string[], fn: () => Promise<LeanAnswer<T> | null>): Promise<LeanAnswer<T> | null> {
+  async #lean<T>(
+    signal: AbortSignal | undefined, roots: string[], fn: () => Promise<LeanAnswer<T> | null>, marks = this.#contention,
+  ): Promise<LeanAnswer<T> | null> {
     const answer = await this.#read(signal, fn);
     if (answer === null) {
       const until = performance.now() + CONTENDED_MS;
-      for (const root of roots) this.#contention.set(root, until);
-      if (this.#contention.size > REMEMBERED) this.#contention.delete(this.#contention.keys().next().value!);
+      for (const root of roots) marks.set(root, until);
+      if (marks.size > REMEMBERED) marks.delete(marks.keys().next().value!);
       return null;
     }
-    if (answer.change !== null) this.#publish([answer.change]);
+    this.#publish(answer.changes);
     this.#due.arm(answer.nextDue, answer.now);
     return answer;
   }
@@ -210,9 +216,9 @@ export class MysqlStore implements LockStore {
     for (const root of roots) this.#rootsSeen.add(root);
   }
 
-  #contended(roots: readonly string[]): boolean {
+  #contended(roots: readonly string[], marks = this.#contention): boolean {
     const now = performance.now();
-    return roots.some((root) => (this.#contention.get(root) ?? 0) > now);
+    return roots.some((root) => (marks.get(root) ?? 0) > now);
   }
 
   #publish(changes: readonly StoreChange[]): void {
@@ -307,8 +313,12 @@ export class MysqlStore implements LockStore {
   async release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
     const roots = this.#roots.get(leaseId);
     // The lean release records the owner as who ended it; one by someone else takes the full path.
-    if (options.by === undefined && roots !== undefined && roots.length > 0 && !this.#contended(roots)) {
-      const lean = await this.#lean(options.signal, roots, () => leanRelease(this.#pool, leaseId, roots));
+    if (options.by === undefined && roots !== undefined && roots.length > 0) {
+      let lean: LeanAnswer<true> | null = null;
+      if (!this.#contended(roots)) lean = await this.#lean(options.signal, roots, () => leanRelease(this.#pool, leaseId, roots));
+      else if (roots.length === 1 && !this.#contended(roots, this.#unhandable)) {
+        lean = await this.#lean(options.signal, roots, () => leanHandoff(this.#pool, leaseId, roots[0]!, this.#origin), this.#unhandable);
+      }
       if (lean !== null) return lean.value;
     }
     return (await this.#write(this.#byId(leaseId, false, (s) => ops.release(s, leaseId, options.by)), options.signal)).value;
