@@ -39,6 +39,10 @@ export interface HandoffResult {
   latencies: number[];
   /** How long the releasing `release()` call took (ms): the rest of a hand-off is waking the waiter and its poll. */
   releases: number[];
+  /** The latencies of hand-offs between clients of the same `Locks` object (one process)... */
+  sameProcess: number[];
+  /** ...and between clients of the two objects (another process: LISTEN, a watcher, a watch). */
+  otherProcess: number[];
 }
 
 /**
@@ -59,6 +63,10 @@ export async function measureHandoff(target: Target, strategy: WaitStrategy, wai
   const changed = new Notifier();
   const samples: number[] = [];
   const releases: number[] = [];
+  const sameProcess: number[] = [];
+  const otherProcess: number[] = [];
+  /** Which of `lockses` the last releasing client used. */
+  let releasedBy = -1;
   let deadline = Infinity;
   let giveUpAt = performance.now() + 120_000;
   let waiting = 0;
@@ -96,7 +104,10 @@ export async function measureHandoff(target: Target, strategy: WaitStrategy, wai
         isWaiting = false;
         waiting--;
       }
-      if (releasedAt !== null && ++handoffs > budget.warmup) samples.push(grantedAt - releasedAt);
+      if (releasedAt !== null && ++handoffs > budget.warmup) {
+        samples.push(grantedAt - releasedAt);
+        (releasedBy === c % lockses.length ? sameProcess : otherProcess).push(grantedAt - releasedAt);
+      }
       releasedAt = null;
       grants++;
       changed.notify();
@@ -114,7 +125,10 @@ export async function measureHandoff(target: Target, strategy: WaitStrategy, wai
       const seen = grants;
       const releasing = performance.now();
       const measured = handoffs >= budget.warmup;
-      if (!stop) releasedAt = releasing;
+      if (!stop) {
+        releasedAt = releasing;
+        releasedBy = c % lockses.length;
+      }
       await lease.release();
       if (!stop && measured) releases.push(performance.now() - releasing);
       if (stop) {
@@ -145,14 +159,20 @@ export async function measureHandoff(target: Target, strategy: WaitStrategy, wai
     controller.abort();
     await Promise.allSettled(lockses.map((l) => l.close()));
   }
-  return { latencies: samples, releases };
+  return { latencies: samples, releases, sameProcess, otherProcess };
 }
 
 /** Where holdfast's hand-off time goes: the releasing call (which grants the next waiter in the store); the rest is waking the waiter and its poll. */
 export function recordReleases(ctx: BenchContext, suite: string, caseName: string, releases: readonly number[]): void {
-  const s = summarize(releases);
-  ctx.rec.add({ suite, case: caseName, subject: HOLDFAST, metric: 'release() p50', value: s.p50, unit: 'ms', n: s.n });
-  ctx.rec.add({ suite, case: caseName, subject: HOLDFAST, metric: 'release() p99', value: s.p99, unit: 'ms', n: s.n });
+  recordPercentiles(ctx, suite, caseName, 'release()', releases);
+}
+
+/** `<label> p50` and `<label> p99` rows of holdfast in a case (none when there are no samples). */
+export function recordPercentiles(ctx: BenchContext, suite: string, caseName: string, label: string, samples: readonly number[]): void {
+  if (samples.length === 0) return;
+  const s = summarize(samples);
+  ctx.rec.add({ suite, case: caseName, subject: HOLDFAST, metric: `${label} p50`, value: s.p50, unit: 'ms', n: s.n });
+  ctx.rec.add({ suite, case: caseName, subject: HOLDFAST, metric: `${label} p99`, value: s.p99, unit: 'ms', n: s.n });
 }
 
 export async function handoffSuite(ctx: BenchContext): Promise<void> {

@@ -49,7 +49,7 @@ describeEachStore('Self-fencing', (ctx) => {
       return stores[0]!;
     });
     const observer = await ctx.open({ owner: 'observer' });
-    const lease = await locks.acquire('sf/key', { ttlMs: 1000 });
+    const lease = await locks.acquire('sf/key', { ttlMs: 2000 });
     const expiresAt = lease.expiresAt.getTime();
     const aborted = whenAborted(lease);
     const leaseLost = once(lease, 'lost');
@@ -75,7 +75,7 @@ describeEachStore('Self-fencing', (ctx) => {
 
   it('a lease without autoRenew fences itself before expiresAt', TIMEOUT, async () => {
     const locks = await ctx.open({ owner: 'worker' });
-    const lease = await locks.acquire('sf/manual', { ttlMs: 600, autoRenew: false });
+    const lease = await locks.acquire('sf/manual', { ttlMs: 2000, autoRenew: false });
     const expiresAt = lease.expiresAt.getTime();
     const locksLost = once(locks, 'lost');
     const { at, reason } = await whenAborted(lease);
@@ -112,7 +112,7 @@ describeEachStore('Self-fencing', (ctx) => {
   it('a lease the store ended (forced) is lost at its next renewal, before expiresAt', TIMEOUT, async () => {
     const locks = await ctx.open({ owner: 'worker' });
     const admin = await ctx.open({ actor: 'admin' });
-    const lease = await locks.acquire('sf/forced', { ttlMs: 900 });
+    const lease = await locks.acquire('sf/forced', { ttlMs: 2000 });
     const expiresAt = lease.expiresAt.getTime();
     const aborted = whenAborted(lease);
     const locksLost = once(locks, 'lost');
@@ -126,11 +126,11 @@ describeEachStore('Self-fencing', (ctx) => {
   it('withLock hands the lease signal to the work, which can stop when the lease is lost', TIMEOUT, async () => {
     const locks = await ctx.open({ owner: 'worker' }, (store) => new FailingRenewStore(store));
     const observer = await ctx.open({ owner: 'observer' });
-    const result = await locks.withLock('sf/work', { ttlMs: 600 }, async (lease) => {
+    const result = await locks.withLock('sf/work', { ttlMs: 2000 }, async (lease) => {
       assert.equal(lease.signal.aborted, false);
       const expiresAt = lease.expiresAt.getTime();
       const { at } = await whenAborted(lease);
-      assert.ok(at < expiresAt);
+      assert.ok(at < expiresAt, `the signal aborted ${at - expiresAt} ms after expiresAt`);
       return 'stopped';
     });
     assert.equal(result, 'stopped');
