@@ -365,11 +365,8 @@ export class EtcdStore implements LockStore {
         const endedLease = await this.#endedLeaseId();
         const result = await this.#client.txn(table.compares(), table.ops(endedLease, this.#origin, changes), failureReads);
         if (!result.succeeded) {
-          // Another client committed on these roots first: the failure branch read them as they are
-          // now, so run again on that at once. No pause: a failed compare means someone else's
-          // transaction committed (no lockstep is possible), and a pause would only let the state
-          // just read go stale, so the next attempt would fail too. With a jittered pause here a
-          // writer queueing behind a stream of readers on one root lost ~100 rounds in a row (3.6 s).
+          // Someone else committed on these roots (so no lockstep): run again at once on what the
+          // failure branch read. A pause would let that go stale and fail the retry too (docs/etcd.md).
           this.#absorb(all ? null : roots, result.ranges);
           continue;
         }

@@ -135,7 +135,7 @@ export const LOG_GRANT = `INSERT INTO hf_changes (origin, at, ticket, fence, exp
 
 const FAR = '9223372036854775807';
 /** The earliest time a lease, waiter or lock-delay falls due (the max BIGINT when none): an expression. */
-export const NEXT_DUE_EXPRESSION = `LEAST(
+const NEXT_DUE_EXPRESSION = `LEAST(
   COALESCE((SELECT MIN(expires_at) FROM hf_leases WHERE ended_at IS NULL), ${FAR}),
   COALESCE((SELECT MIN(alive_until) FROM hf_waiters), ${FAR}),
   COALESCE((SELECT MIN(deadline) FROM hf_waiters), ${FAR}),
