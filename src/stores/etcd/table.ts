@@ -168,10 +168,10 @@ export class EtcdTable implements TableState {
   leasesOnKey(key: string): LeaseRecord[] {
     return this.#memory.leasesOnKey(key);
   }
-  heldRelatedTo(key: string): HeldRow[] {
+  heldRelatedTo(key: string): readonly HeldRow[] {
     return this.#memory.heldRelatedTo(key);
   }
-  dueLeases(now: number): LeaseRecord[] {
+  dueLeases(now: number): readonly LeaseRecord[] {
     return this.#memory.dueLeases(now);
   }
 
@@ -222,10 +222,10 @@ export class EtcdTable implements TableState {
   waiterByRequestId(owner: string, requestId: string): WaiterRecord | undefined {
     return this.#memory.waiterByRequestId(owner, requestId);
   }
-  waitingRelatedTo(key: string): WaitRow[] {
+  waitingRelatedTo(key: string): readonly WaitRow[] {
     return this.#memory.waitingRelatedTo(key);
   }
-  dueWaiters(now: number): WaiterRecord[] {
+  dueWaiters(now: number): readonly WaiterRecord[] {
     return this.#memory.dueWaiters(now);
   }
 

@@ -4,8 +4,11 @@
  */
 import type { HistoryEvent, HistoryQuery, LeaseRecord } from '../../model/types.js';
 import type { DelayRow, HeldRow, LeaseEnd, TableState, WaitRow, WaiterRecord } from '../table/state.js';
+import { EndedIds } from './ended-ids.js';
 import { DueHeap } from './heap.js';
+import { HistoryRing } from './history-ring.js';
 import { KeyIndex } from './key-index.js';
+import { MultiMap } from './multi-map.js';
 
 export interface MemoryStateOptions {
   /** How many history events to keep. */
@@ -21,34 +24,22 @@ interface DelayEntry extends DelayRow {
 
 const requestKey = (owner: string, requestId: string): string => `${owner}\u0000${requestId}`;
 
-function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  let set = map.get(key);
-  if (!set) map.set(key, (set = new Set()));
-  set.add(value);
-}
-
-function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  const set = map.get(key);
-  if (!set) return;
-  set.delete(value);
-  if (set.size === 0) map.delete(key);
-}
+/** The answer when nothing is due: shared, never written to. */
+const NONE: readonly never[] = Object.freeze([]);
 
 export class MemoryState implements TableState {
   readonly #options: MemoryStateOptions;
   #fence = 0;
   #seq = 0;
   #delaySeq = 0;
-  #historyId = 0;
 
   readonly #leases = new Map<string, { lease: LeaseRecord; rows: HeldRow[] }>();
   readonly #leaseByRequest = new Map<string, string>();
-  readonly #leasesByOwner = new Map<string, Set<string>>();
+  readonly #leasesByOwner = new MultiMap<string, string>();
   readonly #held = new KeyIndex<HeldRow>();
   readonly #leaseDue = new DueHeap();
-  /** Ended lease ids in two generations: between endedLimit/2 and endedLimit are remembered, O(1) each. */
-  #ended = new Set<string>();
-  #endedBefore = new Set<string>();
+  /** Between endedLimit/2 and endedLimit ended lease ids, O(1) each. */
+  readonly #ended: EndedIds;
 
   readonly #waiters = new Map<string, { waiter: WaiterRecord; rows: WaitRow[] }>();
   readonly #waiterByRequest = new Map<string, string>();
@@ -59,11 +50,12 @@ export class MemoryState implements TableState {
   readonly #delayIndex = new KeyIndex<DelayEntry>();
   readonly #delayDue = new DueHeap();
 
-  /** Kept with the time as a number; formatted when read. */
-  readonly #history: Array<Omit<HistoryEvent, 'at'> & { at: number }> = [];
+  readonly #history: HistoryRing;
 
   constructor(options: MemoryStateOptions) {
     this.#options = options;
+    this.#ended = new EndedIds(options.endedLimit);
+    this.#history = new HistoryRing(options.historyLimit);
   }
 
   now(): number {
@@ -88,20 +80,21 @@ export class MemoryState implements TableState {
   }
 
   leasesOfOwner(owner: string): LeaseRecord[] {
-    return [...(this.#leasesByOwner.get(owner) ?? [])].map((id) => this.lease(id)!);
+    return this.#leasesByOwner.get(owner).map((id) => this.lease(id)!);
   }
 
   leasesOnKey(key: string): LeaseRecord[] {
     return [...new Set([...this.#held.on(key)].map((row) => row.lease.id))].map((id) => this.lease(id)!);
   }
 
-  heldRelatedTo(key: string): HeldRow[] {
+  heldRelatedTo(key: string): readonly HeldRow[] {
     return this.#held.related(key);
   }
 
-  dueLeases(now: number): LeaseRecord[] {
-    const out: LeaseRecord[] = [];
+  dueLeases(now: number): readonly LeaseRecord[] {
     const heap = this.#leaseDue;
+    if (heap.size === 0 || heap.peekTime()! > now) return NONE;
+    const out: LeaseRecord[] = [];
     while (heap.size > 0 && heap.peekTime()! <= now) {
       const id = heap.peekId()!;
       const at = heap.peekTime()!;
@@ -118,9 +111,9 @@ export class MemoryState implements TableState {
     this.#leases.set(lease.id, { lease, rows });
     for (const row of rows) this.#held.add(row);
     if (lease.requestId !== null) this.#leaseByRequest.set(requestKey(lease.owner, lease.requestId), lease.id);
-    addTo(this.#leasesByOwner, lease.owner, lease.id);
+    this.#leasesByOwner.add(lease.owner, lease.id);
     this.#leaseDue.push(lease.expiresAt, lease.id);
-    this.#record({ type: 'acquired', reason: null, by: null, at: lease.acquiredAt }, lease);
+    this.#history.record(lease.acquiredAt, 'acquired', lease.owner, lease.fence, lease.resources, null, null);
   }
 
   setLeaseExpiry(id: string, expiresAt: number, ttlMs: number): void {
@@ -138,21 +131,17 @@ export class MemoryState implements TableState {
     const id = ended.id;
     const entry = this.#leases.get(id);
     if (!entry) return;
-    this.#record(end, entry.lease);
+    const { lease } = entry;
+    this.#history.record(end.at, end.type, lease.owner, lease.fence, lease.resources, end.by, end.reason);
     this.#leases.delete(id);
     for (const row of entry.rows) this.#held.remove(row);
-    const { lease } = entry;
     if (lease.requestId !== null) this.#leaseByRequest.delete(requestKey(lease.owner, lease.requestId));
-    removeFrom(this.#leasesByOwner, lease.owner, id);
+    this.#leasesByOwner.delete(lease.owner, id);
     this.#ended.add(id);
-    if (this.#ended.size >= this.#options.endedLimit / 2) {
-      this.#endedBefore = this.#ended;
-      this.#ended = new Set();
-    }
   }
 
   endedLease(id: string): boolean {
-    return this.#ended.has(id) || this.#endedBefore.has(id);
+    return this.#ended.has(id);
   }
 
   waiter(id: string): WaiterRecord | undefined {
@@ -164,13 +153,14 @@ export class MemoryState implements TableState {
     return id === undefined ? undefined : this.waiter(id);
   }
 
-  waitingRelatedTo(key: string): WaitRow[] {
+  waitingRelatedTo(key: string): readonly WaitRow[] {
     return this.#waiting.related(key);
   }
 
-  dueWaiters(now: number): WaiterRecord[] {
-    const out: WaiterRecord[] = [];
+  dueWaiters(now: number): readonly WaiterRecord[] {
     const heap = this.#waiterDue;
+    if (heap.size === 0 || heap.peekTime()! > now) return NONE;
+    const out: WaiterRecord[] = [];
     while (heap.size > 0 && heap.peekTime()! <= now) {
       const id = heap.peekId()!;
       heap.pop();
@@ -204,7 +194,7 @@ export class MemoryState implements TableState {
     if (waiter.requestId !== null) this.#waiterByRequest.delete(requestKey(waiter.owner, waiter.requestId));
   }
 
-  delaysRelatedTo(key: string): DelayRow[] {
+  delaysRelatedTo(key: string): readonly DelayRow[] {
     return this.#delayIndex.related(key);
   }
 
@@ -215,9 +205,10 @@ export class MemoryState implements TableState {
     this.#delayDue.push(entry.until, entry.id);
   }
 
-  deleteDueDelays(now: number): string[] {
-    const keys: string[] = [];
+  deleteDueDelays(now: number): readonly string[] {
     const heap = this.#delayDue;
+    if (heap.size === 0 || heap.peekTime()! > now) return NONE;
+    const keys: string[] = [];
     while (heap.size > 0 && heap.peekTime()! <= now) {
       const entry = this.#delays.get(heap.peekId()!);
       heap.pop();
@@ -237,33 +228,12 @@ export class MemoryState implements TableState {
       this.#leaseDue.pop();
     }
     while (this.#waiterDue.size > 0 && !this.#waiters.has(this.#waiterDue.peekId()!)) this.#waiterDue.pop();
-    const times = [this.#leaseDue.peekTime(), this.#waiterDue.peekTime(), this.#delayDue.peekTime()].filter(
-      (t): t is number => t !== undefined,
-    );
-    return times.length === 0 ? null : Math.min(...times);
-  }
-
-  #record(event: Pick<HistoryEvent, 'type' | 'reason' | 'by'> & { at: number }, lease: LeaseRecord): void {
-    this.#history.push({
-      id: ++this.#historyId, at: event.at, type: event.type, owner: lease.owner, fence: lease.fence, resources: lease.resources,
-      by: event.by, reason: event.reason,
-    });
-    // Trimmed in batches (amortized O(1)); reads only look at the newest historyLimit events.
-    if (this.#history.length >= this.#options.historyLimit * 2) this.#history.splice(0, this.#history.length - this.#options.historyLimit);
+    const due = Math.min(this.#leaseDue.peekTime() ?? Infinity, this.#waiterDue.peekTime() ?? Infinity, this.#delayDue.peekTime() ?? Infinity);
+    return due === Infinity ? null : due;
   }
 
   history(query: HistoryQuery): HistoryEvent[] {
-    const limit = query.limit ?? 100;
-    const out: HistoryEvent[] = [];
-    const oldest = Math.max(0, this.#history.length - this.#options.historyLimit);
-    for (let i = this.#history.length - 1; i >= oldest && out.length < limit; i--) {
-      const event = this.#history[i]!;
-      if (query.beforeId !== undefined && event.id >= query.beforeId) continue;
-      if (query.owner !== undefined && event.owner !== query.owner) continue;
-      if (query.key !== undefined && !event.resources.some((r) => r.key === query.key)) continue;
-      out.push({ ...event, at: new Date(event.at).toISOString() });
-    }
-    return out;
+    return this.#history.read(query);
   }
 
   heldWithPrefix(prefix: string): HeldRow[] {

@@ -42,22 +42,26 @@ class Operation {
 
   /** Ends what has fallen due and grants what that freed. */
   settle(): void {
-    const freed = new Set<string>();
+    // Nothing is due in most operations: no set is made for them.
+    let freed: Set<string> | null = null;
     for (const lease of this.state.dueLeases(this.now)) {
       this.endLease(lease, 'expired', 'expiry', null, lease.expiresAt, true);
+      freed ??= new Set();
       for (const r of lease.resources) freed.add(r.key);
     }
     for (const waiter of this.state.dueWaiters(this.now)) {
       this.state.deleteWaiter(waiter.id);
       const keys = waiter.resources.map((r) => r.key);
       this.change('timed-out', waiter.owner, keys, null, [], Math.min(waiter.deadline, waiter.aliveUntil));
+      freed ??= new Set();
       for (const key of keys) freed.add(key);
     }
-    for (const key of this.state.deleteDueDelays(this.now)) freed.add(key);
-    this.promote(freed);
+    for (const key of this.state.deleteDueDelays(this.now)) (freed ??= new Set()).add(key);
+    if (freed !== null) this.promote(freed);
   }
 
-  endLease(lease: LeaseRecord, type: LeaseEnd['type'], reason: string, by: string | null, at: number, delay: boolean): void {
+  /** Ends the lease and answers its keys. */
+  endLease(lease: LeaseRecord, type: LeaseEnd['type'], reason: string, by: string | null, at: number, delay: boolean): string[] {
     this.state.endLease(lease, { type, reason, by, at });
     const keys = lease.resources.map((r) => r.key);
     this.change(type, lease.owner, keys, lease.fence, [], at);
@@ -66,6 +70,7 @@ class Operation {
         this.state.insertDelay({ key: r.key, until: at + lease.lockDelayMs, owner: lease.owner, fence: lease.fence, since: at, metadata: lease.metadata });
       }
     }
+    return keys;
   }
 
   grant(request: LockRequest | WaiterRecord): LeaseRecord {
@@ -86,13 +91,13 @@ class Operation {
     return lease;
   }
 
-  /** Grants, in queue order, the waiters related to `freed` keys that became eligible. */
-  promote(freed: Set<string>): void {
-    if (freed.size === 0) return;
-    const candidates = new Map<string, WaiterRecord>();
+  /** Grants, in queue order, the waiters related to `freed` keys (distinct) that became eligible. */
+  promote(freed: Iterable<string>): void {
+    let candidates: Map<string, WaiterRecord> | null = null;
     for (const key of freed) {
-      for (const { waiter } of this.state.waitingRelatedTo(key)) candidates.set(waiter.id, waiter);
+      for (const { waiter } of this.state.waitingRelatedTo(key)) (candidates ??= new Map()).set(waiter.id, waiter);
     }
+    if (candidates === null) return;
     const ordered = [...candidates.values()].sort((a, b) => a.seq - b.seq);
     for (const waiter of ordered) {
       if (waiter.deadline <= this.now || waiter.aliveUntil <= this.now) continue;
@@ -139,6 +144,11 @@ export function acquire(state: TableState, request: LockRequest, waitMs: number,
   const busy: AcquireOutcome = { status: 'busy', holders: [], retryAfterMs: 0, now: op.now };
   if (state.lease(request.id) || state.waiter(request.id) || state.endedLease(request.id)) {
     return { ...op.result(busy), error: new InvalidRequestError('id', 'this lease id was already used') };
+  }
+  // The common case, a free key: nothing related is held, delayed or queued. Only exclusive
+  // requests take this path; a shared one has its limit checked against the holders' below.
+  if (request.resources.every((r) => r.mode === 'exclusive') && !isBlocked(state, request.resources, Infinity, request.id)) {
+    return op.result({ status: 'granted', lease: op.grant(request), now: op.now });
   }
   let blockers: Blockers;
   try {
@@ -209,13 +219,12 @@ export function cancel(state: TableState, ticket: string, by?: string): Result<b
     state.deleteWaiter(ticket);
     const keys = waiter.resources.map((r) => r.key);
     op.change('left', waiter.owner, keys, null);
-    op.promote(new Set(keys));
+    op.promote(keys);
     return op.result(false);
   }
   const lease = state.lease(ticket);
   if (lease) {
-    op.endLease(lease, 'released', 'cancelled', by ?? lease.owner, op.now, false);
-    op.promote(new Set(lease.resources.map((r) => r.key)));
+    op.promote(op.endLease(lease, 'released', 'cancelled', by ?? lease.owner, op.now, false));
     return op.result(true);
   }
   return op.result(false);
@@ -237,8 +246,8 @@ export function release(state: TableState, id: string, by?: string): Result<bool
   op.settle();
   const lease = state.lease(id);
   if (!lease) return op.result(false);
-  op.endLease(lease, 'released', 'release', by ?? lease.owner, op.now, false);
-  op.promote(new Set(lease.resources.map((r) => r.key)));
+  // A request's keys are distinct (validation), so they need no set.
+  op.promote(op.endLease(lease, 'released', 'release', by ?? lease.owner, op.now, false));
   return op.result(true);
 }
 

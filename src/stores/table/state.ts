@@ -73,9 +73,9 @@ export interface TableState {
   leasesOfOwner(owner: string): LeaseRecord[];
   leasesOnKey(key: string): LeaseRecord[];
   /** Held resources whose key equals `key` or is an ancestor or descendant of it. */
-  heldRelatedTo(key: string): HeldRow[];
+  heldRelatedTo(key: string): readonly HeldRow[];
   /** Leases with `expiresAt <= now`. */
-  dueLeases(now: number): LeaseRecord[];
+  dueLeases(now: number): readonly LeaseRecord[];
   /** Adds a live lease and records its `acquired` event. */
   insertLease(lease: LeaseRecord): void;
   setLeaseExpiry(id: string, expiresAt: number, ttlMs: number): void;
@@ -87,17 +87,17 @@ export interface TableState {
   waiter(id: string): WaiterRecord | undefined;
   waiterByRequestId(owner: string, requestId: string): WaiterRecord | undefined;
   /** Queued resources whose key equals `key` or is an ancestor or descendant of it. */
-  waitingRelatedTo(key: string): WaitRow[];
+  waitingRelatedTo(key: string): readonly WaitRow[];
   /** Waiters with `aliveUntil <= now` or `deadline <= now`. */
-  dueWaiters(now: number): WaiterRecord[];
+  dueWaiters(now: number): readonly WaiterRecord[];
   insertWaiter(waiter: WaiterRecord): void;
   touchWaiter(id: string, aliveUntil: number): void;
   deleteWaiter(id: string): void;
 
-  delaysRelatedTo(key: string): DelayRow[];
+  delaysRelatedTo(key: string): readonly DelayRow[];
   insertDelay(delay: DelayRow): void;
   /** Deletes lock-delays with `until <= now` and returns their keys. */
-  deleteDueDelays(now: number): string[];
+  deleteDueDelays(now: number): readonly string[];
 
   /** The earliest store time at which a lease, a waiter or a delay falls due, or null. */
   nextDue(): number | null;
