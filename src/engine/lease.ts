@@ -57,10 +57,11 @@ export const DETACH = Symbol('holdfast.detach');
 export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable {
   readonly id: string;
   readonly owner: string;
-  readonly resources: readonly Resource[];
   readonly fence: number;
-  readonly acquiredAt: Date;
   readonly metadata: Metadata;
+  /** Made when first read: most leases are released without anyone reading them. */
+  #resources: readonly Resource[] | null = null;
+  #acquiredAt: Date | null = null;
   readonly #host: LeaseHost;
   /** Created when `signal` is first read: most leases are released without anyone listening. */
   #controller: AbortController | null = null;
@@ -82,17 +83,24 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
     this.#record = record;
     this.id = record.id;
     this.owner = record.owner;
-    this.resources = Object.freeze(record.resources.map((r) => Object.freeze({ ...r })));
     this.fence = record.fence;
-    this.acquiredAt = new Date(record.acquiredAt);
     this.metadata = record.metadata;
     this.#localDeadline = this.#deadlineFrom(record, sentAt, storeNow);
     this.#schedule();
   }
 
+  /** What the lease holds, in request order (a frozen copy: the store's record is not exposed). */
+  get resources(): readonly Resource[] {
+    this.#resources ??= Object.freeze(this.#record.resources.map((r) => Object.freeze({ key: r.key, mode: r.mode, limit: r.limit })));
+    return this.#resources;
+  }
   /** The keys of the lease, in request order. */
   get keys(): string[] {
-    return this.resources.map((r) => r.key);
+    return this.#record.resources.map((r) => r.key);
+  }
+  get acquiredAt(): Date {
+    this.#acquiredAt ??= new Date(this.#record.acquiredAt);
+    return this.#acquiredAt;
   }
   get expiresAt(): Date {
     return new Date(this.#record.expiresAt);

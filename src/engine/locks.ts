@@ -67,7 +67,11 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   readonly #heartbeats: Heartbeats;
   readonly #unwatch: () => void;
   readonly #closing = new AbortController();
-  readonly #pending = new Set<Promise<unknown>>();
+  /** Acquires in flight, and what `close()` waits on until they are all settled. */
+  #inFlight = 0;
+  #settled: (() => void) | null = null;
+  /** The two hosts leases are made with (renewing themselves or not). */
+  readonly #hosts: Record<'renewing' | 'fixed', LeaseHost>;
   #closed = false;
 
   constructor(store: LockStore, options: LocksOptions = {}) {
@@ -76,6 +80,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.#options = resolveLocksOptions(options);
     this.#router = new WakeRouter(store);
     this.#heartbeats = new Heartbeats(store, this.#options.waiterTtlMs);
+    this.#hosts = { renewing: this.#host(true), fixed: this.#host(false) };
     // Every wait listens to the closing signal; many concurrent waits are normal, not a leak.
     unlimitListeners(this.#closing.signal);
     this.#unwatch = store.watch((change) => {
@@ -109,7 +114,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
       existing[REFRESH](record, sentAt, now);
       return existing;
     }
-    const lease = new Lease(this.#host(autoRenew), record, sentAt, now);
+    const lease = new Lease(autoRenew ? this.#hosts.renewing : this.#hosts.fixed, record, sentAt, now);
     if (lease.state === 'held') {
       this.#leases.set(lease.id, lease);
       this.#byFence.set(lease.fence, lease);
@@ -126,8 +131,14 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
    * Throws `LOCK_BUSY` (try-once) or `WAIT_TIMEOUT` with the holders, or the signal's reason.
    */
   async acquire(target: string | readonly ResourceInput[], options: AcquireOptions = {}): Promise<Lease> {
-    const granted = await this.grant(target, options);
-    return this.#adopt(granted.lease, granted.sentAt, granted.now, options.autoRenew ?? this.#options.autoRenew);
+    this.#check();
+    this.#inFlight++;
+    try {
+      const granted = await this.#grant(target, options);
+      return this.#adopt(granted.lease, granted.sentAt, granted.now, options.autoRenew ?? this.#options.autoRenew);
+    } finally {
+      this.#done();
+    }
   }
 
   /**
@@ -137,16 +148,21 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
    */
   async grant(target: string | readonly ResourceInput[], options: Omit<AcquireOptions, 'autoRenew'> = {}): Promise<Granted> {
     this.#check();
-    const pending = this.#grant(target, options);
-    this.#pending.add(pending);
+    this.#inFlight++;
     try {
-      return await pending;
+      return await this.#grant(target, options);
     } finally {
-      this.#pending.delete(pending);
+      this.#done();
     }
   }
 
-  async #grant(target: string | readonly ResourceInput[], options: AcquireOptions): Promise<Granted> {
+  /** An acquire or grant has settled. */
+  #done(): void {
+    if (--this.#inFlight === 0 && this.#settled !== null) this.#settled();
+  }
+
+  /** Validates and sends the request. Throws (synchronously) on bad input; the callers are async. */
+  #grant(target: string | readonly ResourceInput[], options: AcquireOptions): Promise<Granted> {
     const resources =
       typeof target === 'string' ? [{ key: target, mode: options.mode ?? 'exclusive', limit: options.limit ?? null }] : target;
     if (typeof target !== 'string' && (options.mode !== undefined || options.limit !== undefined)) {
@@ -166,12 +182,14 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     const signal = linked?.signal ?? this.#closing.signal;
     try {
       signal.throwIfAborted();
-      return await acquireAndWait({
-        store: this.store, router: this.#router, request, waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal, heartbeats: this.#heartbeats,
-      });
-    } finally {
+    } catch (error) {
       linked?.unlink();
+      throw error;
     }
+    const granted = acquireAndWait({
+      store: this.store, router: this.#router, request, waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal, heartbeats: this.#heartbeats,
+    });
+    return linked === null ? granted : granted.finally(() => linked.unlink());
   }
 
   /** Like `acquire` with `waitMs: 0`, but returns `null` when busy. */
@@ -292,7 +310,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.#closed = true;
     this.#closing.abort(new StoreUnavailableError('this Locks object was closed'));
     // Waits leave their queues before the store closes; then held leases are released.
-    await Promise.allSettled([...this.#pending]);
+    if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#settled = resolve));
     const leases = [...this.#leases.values()];
     if (options.release === false) for (const lease of leases) lease[DETACH]();
     else await Promise.allSettled(leases.map((lease) => lease.release()));

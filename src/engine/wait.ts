@@ -117,8 +117,9 @@ export interface AcquireWaitInput extends Pick<WaitInput, 'store' | 'router' | '
 export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> {
   const { store, router, request, waitMs, signal } = input;
   const startedAt = performance.now();
-  // Registered before the call, so a grant pushed before the answer arrives is not missed.
-  const early = router.register(request.id);
+  // Registered before the call, so a grant pushed before the answer arrives is not missed. A
+  // try-once is never queued, so no grant can be pushed for it.
+  const early = waitMs > 0 ? router.register(request.id) : undefined;
   try {
     // Local stores ignore the signal (an aborted call could strand a grant); stores that wait
     // inside `acquire` (http) honor it and release what they were granted at that moment.
@@ -139,7 +140,7 @@ export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> 
       heartbeats: input.heartbeats, wakeup: outcome.ticket === request.id ? early : undefined,
     });
   } finally {
-    router.unregister(request.id, early);
+    if (early !== undefined) router.unregister(request.id, early);
   }
 }
 

@@ -11,9 +11,17 @@ export const MAX_KEY_BYTES = 512;
 // C0 controls, DEL and C1 controls.
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
+// Printable ASCII: one byte per character, well-formed, in NFC, no controls.
+const PRINTABLE_ASCII = /^[\u0020-\u007e]+$/;
+
 /** Returns the reason a key is invalid, or `null` when it is valid. */
 export function keyProblem(key: unknown): string | null {
   if (typeof key !== 'string') return `expected a string, got ${key === null ? 'null' : typeof key}`;
+  // Most keys are printable ASCII: one test answers for bytes, controls, surrogates and NFC.
+  if (key.length <= MAX_KEY_BYTES && PRINTABLE_ASCII.test(key)) {
+    if (key.charCodeAt(0) === 47 || key.charCodeAt(key.length - 1) === 47 || key.includes('//')) return `empty segment in ${JSON.stringify(key)}`;
+    return null;
+  }
   const bytes = Buffer.byteLength(key, 'utf8');
   if (bytes < 1 || bytes > MAX_KEY_BYTES) return `expected 1..${MAX_KEY_BYTES} bytes of UTF-8, got ${bytes}`;
   if (CONTROL.test(key)) return 'control characters are not allowed';

@@ -65,8 +65,12 @@ export function isLeaseId(value: unknown): value is string {
   return typeof value === 'string' && LEASE_ID.test(value);
 }
 
+// Printable ASCII: one byte per character, no controls.
+const PRINTABLE_ASCII = /^[\u0020-\u007e]+$/;
+
 function boundedString(value: unknown, field: string, maxBytes: number): string {
   if (typeof value !== 'string') throw new InvalidRequestError(field, `expected a string, got ${typeName(value)}`);
+  if (value.length <= maxBytes && PRINTABLE_ASCII.test(value)) return value;
   const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes < 1 || bytes > maxBytes) throw new InvalidRequestError(field, `expected 1..${maxBytes} bytes, got ${bytes}`);
   if (/[\u0000-\u001f\u007f]/.test(value)) throw new InvalidRequestError(field, 'control characters are not allowed');

@@ -9,7 +9,9 @@
 export class DueTimer {
   readonly #fire: () => void;
   #timer: NodeJS.Timeout | null = null;
+  /** performance.now() at which the timer fires, and the store time it was armed for. */
   #at = Infinity;
+  #due = Infinity;
   readonly #overdueMs: number;
   #stopped: boolean;
 
@@ -25,14 +27,19 @@ export class DueTimer {
 
   arm(due: number | null, now: number): void {
     if (this.#stopped || due === null) return;
+    // Armed for a due time no later: it fires in time for this one too (the common case, each
+    // new lease expiring after the ones before it), decided without reading the clock.
+    if (this.#timer !== null && this.#due <= due) return;
     const delay = due <= now ? this.#overdueMs : due - now + 1;
     const at = performance.now() + delay;
     if (this.#timer !== null && this.#at <= at) return;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#at = at;
+    this.#due = due;
     this.#timer = setTimeout(() => {
       this.#timer = null;
       this.#at = Infinity;
+      this.#due = Infinity;
       this.#fire();
     }, Math.min(delay, 2_147_000_000));
     this.#timer.unref();

@@ -20,17 +20,26 @@ function hashOf(id: string): number {
 /** Slots per entry at most: probe runs stay short. */
 const SLOTS_PER_ENTRY = 2.5;
 const MIN_CAPACITY = 1024;
+/** Filter bits per slot: at 50,000 entries 4.7% of absent ids pass the filter. */
+const FILTER_BITS_PER_SLOT = 8;
 
+/**
+ * One generation. A lookup of an absent id (every acquire's) first reads one bit of a filter an
+ * eighth of the table's size, set for every hash in it: at this size the slots' probes are cache
+ * misses, the filter's one read mostly not.
+ */
 class Table {
   /** Ring position + 1 (0: free slot). */
   positions: Int32Array;
   hashes: Int32Array;
+  filter: Int32Array;
   capacity = MIN_CAPACITY;
   count = 0;
 
   constructor() {
     this.positions = new Int32Array(this.capacity);
     this.hashes = new Int32Array(this.capacity);
+    this.filter = new Int32Array((this.capacity * FILTER_BITS_PER_SLOT) >>> 5);
   }
 
   add(hash: number, position: number): void {
@@ -39,12 +48,19 @@ class Table {
     this.count++;
   }
 
+  /** The filter bit of `hash`, from other bits than its slot's. */
+  #bit(hash: number): number {
+    return (hash >>> 11) & (this.capacity * FILTER_BITS_PER_SLOT - 1);
+  }
+
   #put(hash: number, stored: number): void {
     const mask = this.capacity - 1;
     let slot = hash & mask;
     while (this.positions[slot] !== 0) slot = (slot + 1) & mask;
     this.positions[slot] = stored;
     this.hashes[slot] = hash;
+    const bit = this.#bit(hash);
+    this.filter[bit >>> 5]! |= 1 << (bit & 31);
   }
 
   #grow(): void {
@@ -52,10 +68,13 @@ class Table {
     this.capacity *= 2;
     this.positions = new Int32Array(this.capacity);
     this.hashes = new Int32Array(this.capacity);
+    this.filter = new Int32Array((this.capacity * FILTER_BITS_PER_SLOT) >>> 5);
     for (let i = 0; i < positions.length; i++) if (positions[i] !== 0) this.#put(hashes[i]!, positions[i]!);
   }
 
   find(hash: number, id: string, ring: readonly string[]): boolean {
+    const bit = this.#bit(hash);
+    if ((this.filter[bit >>> 5]! & (1 << (bit & 31))) === 0) return false;
     const mask = this.capacity - 1;
     for (let slot = hash & mask; this.positions[slot] !== 0; slot = (slot + 1) & mask) {
       if (this.hashes[slot] === hash && ring[this.positions[slot]! - 1] === id) return true;
@@ -66,6 +85,7 @@ class Table {
   /** Empties it, keeping its size (it will fill as far again). */
   clear(): void {
     this.positions.fill(0);
+    this.filter.fill(0);
     this.count = 0;
   }
 }

@@ -190,40 +190,40 @@ export class SyncTableStore implements LockStore {
     }
   }
 
-  async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
+  acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
     return this.#run(options.signal, (s) => ops.acquire(s, request, options.waitMs, options.waiterTtlMs));
   }
-  async poll(ticket: string, options: CallOptions = {}): Promise<PollOutcome> {
+  poll(ticket: string, options: CallOptions = {}): Promise<PollOutcome> {
     return this.#run(options.signal, (s) => ops.poll(s, ticket));
   }
-  async keepAlive(tickets: readonly string[], options: CallOptions = {}): Promise<string[]> {
+  keepAlive(tickets: readonly string[], options: CallOptions = {}): Promise<string[]> {
     return this.#run(options.signal, (s) => ops.keepAlive(s, tickets));
   }
-  async cancel(ticket: string, options: EndOptions = {}): Promise<boolean> {
+  cancel(ticket: string, options: EndOptions = {}): Promise<boolean> {
     return this.#run(options.signal, (s) => ops.cancel(s, ticket, options.by));
   }
-  async renew(leaseId: string, ttlMs: number, options: CallOptions = {}): Promise<RenewOutcome> {
+  renew(leaseId: string, ttlMs: number, options: CallOptions = {}): Promise<RenewOutcome> {
     return this.#run(options.signal, (s) => ops.renew(s, leaseId, ttlMs));
   }
-  async release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
+  release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
     return this.#run(options.signal, (s) => ops.release(s, leaseId, options.by));
   }
-  async get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {
+  get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {
     return this.#read(options.signal, (s) => ops.get(s, leaseId));
   }
-  async releaseOwner(owner: string, options: OwnerReleaseOptions): Promise<number> {
+  releaseOwner(owner: string, options: OwnerReleaseOptions): Promise<number> {
     return this.#run(options.signal, (s) => ops.releaseOwner(s, owner, options.key, options.by));
   }
-  async forceRelease(key: string, options: ForceReleaseOptions): Promise<number> {
+  forceRelease(key: string, options: ForceReleaseOptions): Promise<number> {
     return this.#run(options.signal, (s) => ops.forceRelease(s, key, options.by));
   }
-  async list(options: ListOptions = {}): Promise<LockTable> {
+  list(options: ListOptions = {}): Promise<LockTable> {
     return this.#read(options.signal, (s) => ops.list(s, options.prefix ?? ''));
   }
-  async history(query: HistoryQuery = {}, options: CallOptions = {}): Promise<HistoryEvent[]> {
+  history(query: HistoryQuery = {}, options: CallOptions = {}): Promise<HistoryEvent[]> {
     return this.#read(options.signal, (s) => s.history(query));
   }
-  async sweep(options: CallOptions = {}): Promise<number | null> {
+  sweep(options: CallOptions = {}): Promise<number | null> {
     return this.#run(options.signal, (s) => ops.sweep(s));
   }
   watch(listener: (change: StoreChange) => void): () => void {
