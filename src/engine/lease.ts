@@ -9,7 +9,7 @@ import { LeaseLostError } from '../model/errors.js';
 import type { Duration } from '../model/duration.js';
 import { validateTtl } from '../model/request.js';
 import type { LeaseRecord, Metadata, Resource } from '../model/types.js';
-import type { CallOptions, EndOptions, LockStore } from '../stores/store.js';
+import type { CallOptions, EndOptions, ImmediateCalls, LockStore } from '../stores/store.js';
 
 export interface LeaseEvents {
   /** The lease was renewed; its new expiry. */
@@ -28,6 +28,8 @@ export interface RenewOptions extends CallOptions {
 /** What a lease needs from the `Locks` object that made it. */
 export interface LeaseHost {
   readonly store: LockStore;
+  /** The store's synchronous release, where it has one. */
+  readonly immediate: ImmediateCalls | undefined;
   readonly autoRenew: boolean;
   marginFor(ttlMs: number): number;
   ended(lease: Lease, lost: LeaseLostError | null): void;
@@ -254,7 +256,9 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
       this.#host.ended(this, null);
     }
     try {
-      const released = await this.#host.store.release(this.id, { signal: options.signal, by: options.by });
+      const { store, immediate } = this.#host;
+      const end = { signal: options.signal, by: options.by };
+      const released = immediate !== undefined ? immediate.release(this.id, end) : await store.release(this.id, end);
       this.#releaseFailed = false;
       if (wasHeld && this.listenerCount('released') > 0) this.emit('released');
       return released;

@@ -10,7 +10,7 @@ import { validateKey } from '../model/keys.js';
 import { combineSignals, unlimitListeners } from '../model/linked-abort.js';
 import { isLeaseId, validateOwner, validateRequest, validateTtl, type ResourceInput } from '../model/request.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockTable, Metadata, Mode } from '../model/types.js';
-import type { CallOptions, EndOptions, LockStore, StoreChange } from '../stores/store.js';
+import { immediateCallsOf, type CallOptions, type EndOptions, type ImmediateCalls, type LockStore, type StoreChange } from '../stores/store.js';
 import { DETACH, Lease, NOTIFY_ENDED, REFRESH, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
 import { Heartbeats } from './heartbeats.js';
@@ -70,6 +70,8 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   /** Acquires in flight, and what `close()` waits on until they are all settled. */
   #inFlight = 0;
   #settled: (() => void) | null = null;
+  /** The store's synchronous acquire and release (the memory store), or undefined. */
+  readonly #immediate: ImmediateCalls | undefined;
   /** The two hosts leases are made with (renewing themselves or not). */
   readonly #hosts: Record<'renewing' | 'fixed', LeaseHost>;
   #closed = false;
@@ -80,6 +82,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     this.#options = resolveLocksOptions(options);
     this.#router = new WakeRouter(store);
     this.#heartbeats = new Heartbeats(store, this.#options.waiterTtlMs);
+    this.#immediate = immediateCallsOf(store);
     this.#hosts = { renewing: this.#host(true), fixed: this.#host(false) };
     // Every wait listens to the closing signal; many concurrent waits are normal, not a leak.
     unlimitListeners(this.#closing.signal);
@@ -97,6 +100,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   #host(autoRenew: boolean): LeaseHost {
     return {
       store: this.store,
+      immediate: this.#immediate,
       autoRenew,
       marginFor: (ttlMs) => safetyMargin(ttlMs, this.#options.safetyMarginMs),
       ended: (lease, lost) => {
@@ -188,6 +192,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     }
     const granted = acquireAndWait({
       store: this.store, router: this.#router, request, waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal, heartbeats: this.#heartbeats,
+      immediate: this.#immediate,
     });
     return linked === null ? granted : granted.finally(() => linked.unlink());
   }

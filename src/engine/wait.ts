@@ -17,7 +17,7 @@
 import { HoldfastError, LockBusyError, WaitTimeoutError, type Holder } from '../model/errors.js';
 import { newLeaseId } from '../model/request.js';
 import type { LeaseRecord, LockRequest } from '../model/types.js';
-import type { LockStore, PollOutcome, StoreChange } from '../stores/store.js';
+import type { ImmediateCalls, LockStore, PollOutcome, StoreChange } from '../stores/store.js';
 import type { Heartbeats } from './heartbeats.js';
 import type { WakeRouter, Wakeup } from './wakeups.js';
 
@@ -107,6 +107,8 @@ export interface AcquireWaitInput extends Pick<WaitInput, 'store' | 'router' | '
   waitMs: number;
   /** How long this call waits, when less than the store's wait (a server holding a long wait open). @default waitMs */
   holdMs?: number | undefined;
+  /** The store's synchronous acquire, where it has one (`immediateCallsOf`). @default undefined */
+  immediate?: ImmediateCalls | undefined;
 }
 
 /**
@@ -123,7 +125,8 @@ export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> 
   try {
     // Local stores ignore the signal (an aborted call could strand a grant); stores that wait
     // inside `acquire` (http) honor it and release what they were granted at that moment.
-    const outcome = await store.acquire(request, { waitMs, waiterTtlMs: input.waiterTtlMs, signal });
+    const options = { waitMs, waiterTtlMs: input.waiterTtlMs, signal };
+    const outcome = input.immediate !== undefined ? input.immediate.acquire(request, options) : await store.acquire(request, options);
     if (outcome.status === 'granted') {
       if (signal?.aborted) {
         await giveBack(store, outcome.lease.id, input.waiterTtlMs);

@@ -106,6 +106,30 @@ export interface ListOptions extends CallOptions {
   prefix?: string | undefined;
 }
 
+/**
+ * Acquire and release of a store that completes them within the call (the memory store), as
+ * synchronous functions: same results, same errors (thrown), same changes published before they
+ * return. The engine uses them to save a promise turn per call. Not part of `LockStore`: they
+ * are registered for the store object itself, so a wrapper or `Proxy` around it (which may
+ * intercept calls) never goes around itself.
+ */
+export interface ImmediateCalls {
+  acquire(request: LockRequest, options: AcquireOptions): AcquireOutcome;
+  release(leaseId: string, options?: EndOptions): boolean;
+}
+
+const immediateCalls = new WeakMap<LockStore, ImmediateCalls>();
+
+/** For a store's constructor: `store` completes acquire and release within the call. */
+export function offerImmediateCalls(store: LockStore, calls: ImmediateCalls): void {
+  immediateCalls.set(store, calls);
+}
+
+/** The synchronous acquire and release of `store`, when it offered them (never of a wrapper). */
+export function immediateCallsOf(store: LockStore): ImmediateCalls | undefined {
+  return immediateCalls.get(store);
+}
+
 export interface LockStore {
   readonly info: StoreInfo;
   acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome>;

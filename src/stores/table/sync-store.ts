@@ -19,6 +19,7 @@ import type {
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
 import { DueTimer } from '../due-timer.js';
+import { offerImmediateCalls } from '../store.js';
 import * as ops from './operations.js';
 import type { TableState } from './state.js';
 
@@ -66,6 +67,13 @@ export class SyncTableStore implements LockStore {
   constructor(backend: SyncTableBackend) {
     this.#backend = backend;
     this.info = backend.info;
+    // Without group commit every call runs at once: acquire and release are offered synchronously too.
+    if (backend.savepoint === undefined) {
+      offerImmediateCalls(this, {
+        acquire: (request, options) => this.#runNow(options.signal, (s) => ops.acquire(s, request, options.waitMs, options.waiterTtlMs)),
+        release: (leaseId, options = {}) => this.#runNow(options.signal, (s) => ops.release(s, leaseId, options.by)),
+      });
+    }
   }
 
   /** Runs one operation (now, or with group commit at the end of the turn) and answers its value. */
