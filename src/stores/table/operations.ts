@@ -141,9 +141,9 @@ export function acquire(state: TableState, request: LockRequest, waitMs: number,
       return op.result(op.queued({ ...waiter, aliveUntil: op.now + waiter.waiterTtlMs }));
     }
   }
-  const busy: AcquireOutcome = { status: 'busy', holders: [], retryAfterMs: 0, now: op.now };
+  const busy = (): AcquireOutcome => ({ status: 'busy', holders: [], retryAfterMs: 0, now: op.now });
   if (state.lease(request.id) || state.waiter(request.id) || state.endedLease(request.id)) {
-    return { ...op.result(busy), error: new InvalidRequestError('id', 'this lease id was already used') };
+    return { ...op.result(busy()), error: new InvalidRequestError('id', 'this lease id was already used') };
   }
   // The common case, a free key: nothing related is held, delayed or queued. Only exclusive
   // requests take this path; a shared one has its limit checked against the holders' below.
@@ -154,7 +154,7 @@ export function acquire(state: TableState, request: LockRequest, waitMs: number,
   try {
     blockers = findBlockers(state, request.resources, Infinity, request.id);
   } catch (error) {
-    if (error instanceof InvalidRequestError) return { ...op.result(busy), error };
+    if (error instanceof InvalidRequestError) return { ...op.result(busy()), error };
     throw error;
   }
   if (blockers.holders.length === 0) {
