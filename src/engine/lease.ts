@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { LeaseLostError } from '../model/errors.js';
+import type { ClockEntry, LeaseClock } from './lease-clock.js';
 import type { Duration } from '../model/duration.js';
 import { validateTtl } from '../model/request.js';
 import type { LeaseRecord, Metadata, Resource } from '../model/types.js';
@@ -28,6 +29,8 @@ export interface RenewOptions extends CallOptions {
 /** What a lease needs from the `Locks` object that made it. */
 export interface LeaseHost {
   readonly store: LockStore;
+  /** Where the lease's renewals and deadline are scheduled. */
+  readonly clock: LeaseClock;
   /** The store's synchronous release, where it has one. */
   readonly immediate: ImmediateCalls | undefined;
   readonly autoRenew: boolean;
@@ -73,7 +76,8 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   /** performance.now() at which this process must consider the lease lost. */
   #localDeadline: number;
   #state: LeaseState = 'held';
-  #timer: NodeJS.Timeout | null = null;
+  /** The lease's place on its `Locks` object's clock: its next renewal or deadline. */
+  readonly #timer: ClockEntry;
   #renewing: Promise<void> | null = null;
   /** The last store release failed: the next `release()` tries again. */
   #releaseFailed = false;
@@ -82,6 +86,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   constructor(host: LeaseHost, record: LeaseRecord, sentAt: number, storeNow: number) {
     super();
     this.#host = host;
+    this.#timer = host.clock.entry(() => this.#tick());
     this.#record = record;
     this.id = record.id;
     this.owner = record.owner;
@@ -133,8 +138,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
 
   /** Arms the next renewal (auto-renew) or the self-fencing deadline. */
   #schedule(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#host.clock.cancel(this.#timer);
     if (this.#state !== 'held') return;
     const left = this.#localDeadline - performance.now();
     if (left <= 0) {
@@ -142,12 +146,10 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
       return;
     }
     const delay = this.#host.autoRenew ? Math.min(left, Math.max(10, Math.min(this.#record.ttlMs / 3, left / 2))) : left;
-    this.#timer = setTimeout(() => this.#tick(), delay);
-    this.#timer.unref();
+    this.#host.clock.schedule(this.#timer, performance.now() + delay);
   }
 
   #tick(): void {
-    this.#timer = null;
     if (this.#state !== 'held') return;
     if (performance.now() >= this.#localDeadline) {
       this.#lose(new LeaseLostError(this.id, 'it could not be renewed before its deadline'));
@@ -170,9 +172,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
       this.#lose(new LeaseLostError(this.id, 'it could not be renewed before its deadline'));
       return;
     }
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#tick(), Math.max(10, Math.min(left, 1000, this.#record.ttlMs / 10)));
-    this.#timer.unref();
+    this.#host.clock.schedule(this.#timer, performance.now() + Math.max(10, Math.min(left, 1000, this.#record.ttlMs / 10)));
   }
 
   /** Aborts the signal (now if someone has it, else when it is first read). */
@@ -184,8 +184,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   #lose(error: LeaseLostError): void {
     if (this.#state !== 'held') return;
     this.#state = 'lost';
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#host.clock.cancel(this.#timer);
     this.#end(() => error);
     this.#host.ended(this, error);
     if (this.listenerCount('lost') > 0) this.emit('lost', error);
@@ -205,8 +204,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   [DETACH](): void {
     if (this.#state !== 'held') return;
     this.#state = 'detached';
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#host.clock.cancel(this.#timer);
     this.#end(() => new LeaseLostError(this.id, 'its Locks object was closed without releasing it'));
   }
 
@@ -248,8 +246,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   async release(options: EndOptions = {}): Promise<boolean> {
     if (this.#state === 'released' && !this.#releaseFailed) return false;
     const wasHeld = this.#state === 'held';
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#host.clock.cancel(this.#timer);
     if (wasHeld) {
       this.#state = 'released';
       this.#end(() => withoutStack(() => new LeaseLostError(this.id, 'it was released by its holder')));

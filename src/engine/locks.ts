@@ -14,6 +14,7 @@ import { immediateCallsOf, type CallOptions, type EndOptions, type ImmediateCall
 import { DETACH, Lease, NOTIFY_ENDED, REFRESH, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
 import { Heartbeats } from './heartbeats.js';
+import { LeaseClock } from './lease-clock.js';
 import { acquireAndWait, type Granted } from './wait.js';
 import { WakeRouter } from './wakeups.js';
 
@@ -70,6 +71,8 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   /** Acquires in flight, and what `close()` waits on until they are all settled. */
   #inFlight = 0;
   #settled: (() => void) | null = null;
+  /** One timer for the renewals and deadlines of every lease held here. */
+  readonly #clock = new LeaseClock();
   /** The store's synchronous acquire and release (the memory store), or undefined. */
   readonly #immediate: ImmediateCalls | undefined;
   /** The two hosts leases are made with (renewing themselves or not). */
@@ -100,6 +103,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   #host(autoRenew: boolean): LeaseHost {
     return {
       store: this.store,
+      clock: this.#clock,
       immediate: this.#immediate,
       autoRenew,
       marginFor: (ttlMs) => safetyMargin(ttlMs, this.#options.safetyMarginMs),
@@ -321,6 +325,7 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     else await Promise.allSettled(leases.map((lease) => lease.release()));
     this.#leases.clear();
     this.#byFence.clear();
+    this.#clock.close();
     this.#router.close();
     this.#heartbeats.close();
     this.#unwatch();
