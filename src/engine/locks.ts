@@ -14,6 +14,7 @@ import { immediateCallsOf, type CallOptions, type EndOptions, type ImmediateCall
 import { DETACH, Lease, NOTIFY_ENDED, REFRESH, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
 import { Heartbeats } from './heartbeats.js';
+import { ChurnMap } from '../util/churn-map.js';
 import { LeaseClock } from './lease-clock.js';
 import { acquireAndWait, type Granted } from './wait.js';
 import { WakeRouter } from './wakeups.js';
@@ -62,8 +63,8 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
   readonly store: LockStore;
   readonly #options: ResolvedLocksOptions;
   /** Held `Lease` objects by id (one object per lease) and by fence (how store changes name them). */
-  readonly #leases = new Map<string, Lease>();
-  readonly #byFence = new Map<number, Lease>();
+  readonly #leases = new ChurnMap<string, Lease>();
+  readonly #byFence = new ChurnMap<number, Lease>();
   readonly #router: WakeRouter;
   readonly #heartbeats: Heartbeats;
   readonly #unwatch: () => void;

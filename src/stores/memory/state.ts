@@ -4,6 +4,7 @@
  */
 import type { HistoryEvent, HistoryQuery, LeaseRecord } from '../../model/types.js';
 import type { DelayRow, HeldRow, LeaseEnd, TableState, WaitRow, WaiterRecord } from '../table/state.js';
+import { ChurnMap } from '../../util/churn-map.js';
 import { EndedIds } from './ended-ids.js';
 import { DueHeap } from './heap.js';
 import { HistoryRing } from './history-ring.js';
@@ -33,7 +34,7 @@ export class MemoryState implements TableState {
   #seq = 0;
   #delaySeq = 0;
 
-  readonly #leases = new Map<string, { lease: LeaseRecord; rows: HeldRow[] }>();
+  readonly #leases = new ChurnMap<string, { lease: LeaseRecord; rows: HeldRow[] }>();
   readonly #leaseByRequest = new Map<string, string>();
   readonly #leasesByOwner = new MultiMap<string, string>();
   readonly #held = new KeyIndex<HeldRow>();

@@ -10,6 +10,7 @@ import { newLeaseId } from '../../../src/model/request.js';
 import { EndedIds } from '../../../src/stores/memory/ended-ids.js';
 import { HistoryRing } from '../../../src/stores/memory/history-ring.js';
 import { MultiMap } from '../../../src/stores/memory/multi-map.js';
+import { ChurnMap } from '../../../src/util/churn-map.js';
 
 test('MultiMap keeps one value or several per key, and forgets a key whose values are all gone', () => {
   const map = new MultiMap<string, number>();
@@ -85,4 +86,25 @@ test('HistoryRing answers newest first, filters, pages by id, and keeps only the
   assert.deepEqual(ring.read({ owner: 'b' }).map((e) => e.id), [6]);
   assert.deepEqual(ring.read({ key: 'k1' }).map((e) => e.id), [7, 5]);
   assert.deepEqual(new HistoryRing(3).read({}), []);
+});
+
+test('ChurnMap behaves as a Map of its own entries (its private floor entry never shows)', () => {
+  const map = new ChurnMap<string, number>();
+  assert.equal(map.size, 0);
+  assert.deepEqual([...map.values()], []);
+  for (let i = 0; i < 1000; i++) {
+    map.set(`k${i}`, i);
+    assert.equal(map.get(`k${i}`), i);
+    if (i % 2 === 0) assert.equal(map.delete(`k${i}`), true);
+  }
+  assert.equal(map.size, 500);
+  assert.equal(map.has('k1'), true);
+  assert.equal(map.has('k0'), false);
+  assert.equal(map.delete('k0'), false);
+  assert.equal([...map.values()].length, 500);
+  map.clear();
+  assert.equal(map.size, 0);
+  assert.deepEqual([...map.values()], []);
+  map.set('a', 1);
+  assert.deepEqual([...map.values()], [1]);
 });
