@@ -29,7 +29,6 @@ const requestKey = (owner: string, requestId: string): string => `${owner}\u0000
 const NONE: readonly never[] = [];
 
 export class MemoryState implements TableState {
-  readonly #options: MemoryStateOptions;
   #fence = 0;
   #seq = 0;
   #delaySeq = 0;
@@ -54,7 +53,6 @@ export class MemoryState implements TableState {
   readonly #history: HistoryRing;
 
   constructor(options: MemoryStateOptions) {
-    this.#options = options;
     this.#ended = new EndedIds(options.endedLimit);
     this.#history = new HistoryRing(options.historyLimit);
   }

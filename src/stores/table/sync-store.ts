@@ -70,8 +70,8 @@ export class SyncTableStore implements LockStore {
     // Without group commit every call runs at once: acquire and release are offered synchronously too.
     if (backend.savepoint === undefined) {
       offerImmediateCalls(this, {
-        acquire: (request, options) => this.#runNow(options.signal, (s) => ops.acquire(s, request, options.waitMs, options.waiterTtlMs)),
-        release: (leaseId, options = {}) => this.#runNow(options.signal, (s) => ops.release(s, leaseId, options.by)),
+        acquire: (request, options) => this.#runNow(options.signal, acquireOp(request, options)),
+        release: (leaseId, options = {}) => this.#runNow(options.signal, releaseOp(leaseId, options)),
       });
     }
   }
@@ -199,7 +199,7 @@ export class SyncTableStore implements LockStore {
   }
 
   acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
-    return this.#run(options.signal, (s) => ops.acquire(s, request, options.waitMs, options.waiterTtlMs));
+    return this.#run(options.signal, acquireOp(request, options));
   }
   poll(ticket: string, options: CallOptions = {}): Promise<PollOutcome> {
     return this.#run(options.signal, (s) => ops.poll(s, ticket));
@@ -214,7 +214,7 @@ export class SyncTableStore implements LockStore {
     return this.#run(options.signal, (s) => ops.renew(s, leaseId, ttlMs));
   }
   release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
-    return this.#run(options.signal, (s) => ops.release(s, leaseId, options.by));
+    return this.#run(options.signal, releaseOp(leaseId, options));
   }
   get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {
     return this.#read(options.signal, (s) => ops.get(s, leaseId));
@@ -251,6 +251,11 @@ export class SyncTableStore implements LockStore {
     this.#backend.close();
   }
 }
+
+/** The operations behind acquire and release, shared by the async calls and the immediate ones. */
+const acquireOp = (request: LockRequest, options: AcquireOptions) => (s: TableState): ops.Result<AcquireOutcome> =>
+  ops.acquire(s, request, options.waitMs, options.waiterTtlMs);
+const releaseOp = (leaseId: string, options: EndOptions) => (s: TableState): ops.Result<boolean> => ops.release(s, leaseId, options.by);
 
 /** A database's failure as STORE_UNAVAILABLE (the store's own errors pass through). */
 function unavailable(error: unknown): unknown {
