@@ -4,13 +4,13 @@
  * process's monotonic clock, minus a safety margin), *before* the store would expire it. Then its
  * `signal` aborts with a `LeaseLostError` and a `lost` event fires. Timers never throw.
  */
-import { EventEmitter } from 'node:events';
 import { LeaseLostError } from '../model/errors.js';
 import type { ClockEntry, LeaseClock } from './lease-clock.js';
 import type { Duration } from '../model/duration.js';
 import { validateTtl } from '../model/request.js';
 import type { LeaseRecord, Metadata, Resource } from '../model/types.js';
 import type { CallOptions, EndOptions, ImmediateCalls, LockStore } from '../stores/store.js';
+import { LazyEmitter } from '../util/lazy-emitter.js';
 
 export interface LeaseEvents {
   /** The lease was renewed; its new expiry. */
@@ -59,7 +59,7 @@ export const REFRESH = Symbol('holdfast.refresh');
 /** Internal: the `Locks` object closes without releasing the lease. */
 export const DETACH = Symbol('holdfast.detach');
 
-export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable {
+export class Lease extends LazyEmitter<LeaseEvents> implements AsyncDisposable {
   readonly id: string;
   readonly owner: string;
   readonly fence: number;
@@ -70,8 +70,8 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   readonly #host: LeaseHost;
   /** Created when `signal` is first read: most leases are released without anyone listening. */
   #controller: AbortController | null = null;
-  /** Why the lease ended, for a signal first read after that. */
-  #endReason: (() => unknown) | null = null;
+  /** Why the lease was lost (state `lost`), for its signal. */
+  #lostError: LeaseLostError | null = null;
   #record: LeaseRecord;
   /** performance.now() at which this process must consider the lease lost. */
   #localDeadline: number;
@@ -122,7 +122,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
   get signal(): AbortSignal {
     if (this.#controller === null) {
       this.#controller = new AbortController();
-      if (this.#endReason !== null) this.#controller.abort(this.#endReason());
+      if (this.#state !== 'held') this.#controller.abort(this.#endReason());
     }
     return this.#controller.signal;
   }
@@ -175,17 +175,24 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
     this.#host.clock.schedule(this.#timer, performance.now() + Math.max(10, Math.min(left, 1000, this.#record.ttlMs / 10)));
   }
 
-  /** Aborts the signal (now if someone has it, else when it is first read). */
-  #end(reason: () => unknown): void {
-    this.#endReason = reason;
-    this.#controller?.abort(reason());
+  /** Aborts the signal, once the state has left `held` (now if someone has it, else when it is first read). */
+  #end(): void {
+    this.#controller?.abort(this.#endReason());
+  }
+
+  /** The signal's abort reason, made from the state the lease ended in (no closure kept per lease). */
+  #endReason(): LeaseLostError {
+    if (this.#state === 'released') return withoutStack(() => new LeaseLostError(this.id, 'it was released by its holder'));
+    if (this.#state === 'detached') return new LeaseLostError(this.id, 'its Locks object was closed without releasing it');
+    return this.#lostError ?? new LeaseLostError(this.id, `it was ${this.#state}`);
   }
 
   #lose(error: LeaseLostError): void {
     if (this.#state !== 'held') return;
     this.#state = 'lost';
     this.#host.clock.cancel(this.#timer);
-    this.#end(() => error);
+    this.#lostError = error;
+    this.#end();
     this.#host.ended(this, error);
     if (this.listenerCount('lost') > 0) this.emit('lost', error);
   }
@@ -205,7 +212,7 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
     if (this.#state !== 'held') return;
     this.#state = 'detached';
     this.#host.clock.cancel(this.#timer);
-    this.#end(() => new LeaseLostError(this.id, 'its Locks object was closed without releasing it'));
+    this.#end();
   }
 
   /** Extends the lease from now (store time). Throws `LEASE_LOST` if it has ended. */
@@ -243,26 +250,39 @@ export class Lease extends EventEmitter<LeaseEvents> implements AsyncDisposable 
    * If the store can't be reached it throws, and a later `release()` tries the store again
    * (otherwise the store ends the lease at its TTL); the lease counts as released here at once.
    */
-  async release(options: EndOptions = {}): Promise<boolean> {
-    if (this.#state === 'released' && !this.#releaseFailed) return false;
+  release(options: EndOptions = {}): Promise<boolean> {
+    if (this.#state === 'released' && !this.#releaseFailed) return Promise.resolve(false);
     const wasHeld = this.#state === 'held';
     this.#host.clock.cancel(this.#timer);
     if (wasHeld) {
       this.#state = 'released';
-      this.#end(() => withoutStack(() => new LeaseLostError(this.id, 'it was released by its holder')));
+      this.#end();
       this.#host.ended(this, null);
     }
+    const { store, immediate } = this.#host;
+    // The store's synchronous release (memory) answers in this call: no async frame is made.
+    if (immediate === undefined) return this.#released(wasHeld, store, options);
     try {
-      const { store, immediate } = this.#host;
-      const end = { signal: options.signal, by: options.by };
-      const released = immediate !== undefined ? immediate.release(this.id, end) : await store.release(this.id, end);
-      this.#releaseFailed = false;
-      if (wasHeld && this.listenerCount('released') > 0) this.emit('released');
-      return released;
+      return Promise.resolve(this.#releasedWith(wasHeld, immediate.release(this.id, options)));
+    } catch (error) {
+      this.#releaseFailed = true;
+      return Promise.reject(error);
+    }
+  }
+
+  async #released(wasHeld: boolean, store: LockStore, options: EndOptions): Promise<boolean> {
+    try {
+      return this.#releasedWith(wasHeld, await store.release(this.id, options));
     } catch (error) {
       this.#releaseFailed = true;
       throw error;
     }
+  }
+
+  #releasedWith(wasHeld: boolean, released: boolean): boolean {
+    this.#releaseFailed = false;
+    if (wasHeld && this.listenerCount('released') > 0) this.emit('released');
+    return released;
   }
 
   /** `await using lease = await locks.acquire(...)` releases it at the end of the block. */

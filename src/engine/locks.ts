@@ -9,14 +9,14 @@ import { InvalidRequestError, LeaseLostError, LockBusyError, NotFoundError, Stor
 import { validateKey } from '../model/keys.js';
 import { combineSignals, unlimitListeners } from '../model/linked-abort.js';
 import { isLeaseId, validateOwner, validateRequest, validateTtl, type ResourceInput } from '../model/request.js';
-import type { HistoryEvent, HistoryQuery, LeaseRecord, LockTable, Metadata, Mode } from '../model/types.js';
+import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable, Metadata, Mode } from '../model/types.js';
 import { immediateCallsOf, type CallOptions, type EndOptions, type ImmediateCalls, type LockStore, type StoreChange } from '../stores/store.js';
 import { DETACH, Lease, NOTIFY_ENDED, REFRESH, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
 import { Heartbeats } from './heartbeats.js';
 import { ChurnMap } from '../util/churn-map.js';
 import { LeaseClock } from './lease-clock.js';
-import { acquireAndWait, type Granted } from './wait.js';
+import { acquireAndWait, tryOnceNow, type Granted } from './wait.js';
 import { WakeRouter } from './wakeups.js';
 
 export interface AcquireOptions extends CallOptions {
@@ -139,11 +139,24 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
    * Acquires `target` (a key, or resources `[{ key, mode, limit }]`), waiting up to `waitMs`.
    * Throws `LOCK_BUSY` (try-once) or `WAIT_TIMEOUT` with the holders, or the signal's reason.
    */
-  async acquire(target: string | readonly ResourceInput[], options: AcquireOptions = {}): Promise<Lease> {
-    this.#check();
+  acquire(target: string | readonly ResourceInput[], options: AcquireOptions = {}): Promise<Lease> {
+    let sent: Granted | Promise<Granted>;
+    try {
+      this.#check();
+      sent = this.#grant(target, options);
+      // A try-once the store answered synchronously (memory): no async frame is made.
+      if (!(sent instanceof Promise)) return Promise.resolve(this.#adopt(sent.lease, sent.sentAt, sent.now, options.autoRenew ?? this.#options.autoRenew));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#adoptWhenGranted(sent, options);
+  }
+
+  /** Waits for a grant sent by `#grant` (counted in flight, for `close()`) and wraps it in a `Lease`. */
+  async #adoptWhenGranted(sent: Promise<Granted>, options: AcquireOptions): Promise<Lease> {
     this.#inFlight++;
     try {
-      const granted = await this.#grant(target, options);
+      const granted = await sent;
       return this.#adopt(granted.lease, granted.sentAt, granted.now, options.autoRenew ?? this.#options.autoRenew);
     } finally {
       this.#done();
@@ -170,8 +183,11 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
     if (--this.#inFlight === 0 && this.#settled !== null) this.#settled();
   }
 
-  /** Validates and sends the request. Throws (synchronously) on bad input; the callers are async. */
-  #grant(target: string | readonly ResourceInput[], options: AcquireOptions): Promise<Granted> {
+  /**
+   * Validates and sends the request. Throws (synchronously) on bad input, and on a try-once the
+   * store answers synchronously (busy); the callers are async. That answer is a `Granted`, not a promise.
+   */
+  #grant(target: string | readonly ResourceInput[], options: AcquireOptions): Granted | Promise<Granted> {
     const resources =
       typeof target === 'string' ? [{ key: target, mode: options.mode ?? 'exclusive', limit: options.limit ?? null }] : target;
     if (typeof target !== 'string' && (options.mode !== undefined || options.limit !== undefined)) {
@@ -195,11 +211,28 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
       linked?.unlink();
       throw error;
     }
-    const granted = acquireAndWait({
+    if (linked === null) return this.#send(request, waitMs, signal);
+    let granted: Granted | Promise<Granted>;
+    try {
+      granted = this.#send(request, waitMs, signal);
+    } catch (error) {
+      linked.unlink();
+      throw error;
+    }
+    if (!(granted instanceof Promise)) {
+      linked.unlink();
+      return granted;
+    }
+    return granted.finally(() => linked.unlink());
+  }
+
+  /** Sends a validated request: synchronously where the store answers a try-once synchronously. */
+  #send(request: LockRequest, waitMs: number, signal: AbortSignal): Granted | Promise<Granted> {
+    if (this.#immediate !== undefined && waitMs === 0) return tryOnceNow(this.store, this.#immediate, request, this.#options.waiterTtlMs, signal);
+    return acquireAndWait({
       store: this.store, router: this.#router, request, waitMs, waiterTtlMs: this.#options.waiterTtlMs, signal, heartbeats: this.#heartbeats,
       immediate: this.#immediate,
     });
-    return linked === null ? granted : granted.finally(() => linked.unlink());
   }
 
   /** Like `acquire` with `waitMs: 0`, but returns `null` when busy. */

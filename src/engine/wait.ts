@@ -116,7 +116,29 @@ export interface AcquireWaitInput extends Pick<WaitInput, 'store' | 'router' | '
  * that is blocked, or one that matched a queued request by requestId, throws LOCK_BUSY and leaves
  * that place alone. A grant that arrives after the signal aborted is released.
  */
-export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> {
+export function acquireAndWait(input: AcquireWaitInput): Granted | Promise<Granted> {
+  const { immediate } = input;
+  if (immediate !== undefined && input.waitMs === 0) return tryOnceNow(input.store, immediate, input.request, input.waiterTtlMs, input.signal);
+  return sendAndWait(input);
+}
+
+/**
+ * A try-once on a store with synchronous calls (`immediateCallsOf`): answered in this call, with
+ * no promise made (on `memory:` the promise and its async frame were a tenth of a pair). Throws
+ * LOCK_BUSY. A grant when `signal` had already aborted is given back, and the answer is a rejection.
+ */
+export function tryOnceNow(
+  store: LockStore, immediate: ImmediateCalls, request: LockRequest, waiterTtlMs: number, signal: AbortSignal | undefined,
+): Granted | Promise<Granted> {
+  const startedAt = performance.now();
+  const outcome = immediate.acquire(request, { waitMs: 0, waiterTtlMs, signal });
+  if (outcome.status !== 'granted') throw new LockBusyError(outcome);
+  // A synchronous call can't be aborted while it runs, but the signal may have been aborted already.
+  if (signal?.aborted) return giveBack(store, outcome.lease.id, waiterTtlMs).then(() => Promise.reject(signal.reason));
+  return { lease: outcome.lease, sentAt: startedAt, now: outcome.now };
+}
+
+async function sendAndWait(input: AcquireWaitInput): Promise<Granted> {
   const { store, router, request, waitMs, signal } = input;
   const startedAt = performance.now();
   // Registered before the call, so a grant pushed before the answer arrives is not missed. A

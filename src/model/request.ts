@@ -5,7 +5,7 @@
 import { randomFillSync } from 'node:crypto';
 import { parseDurationIn, typeName } from './duration.js';
 import { InvalidRequestError } from './errors.js';
-import { isAncestor, validateKey } from './keys.js';
+import { isAncestor, keyProblem } from './keys.js';
 import type { LockRequest, Metadata, Mode, Resource } from './types.js';
 
 export const LIMITS = Object.freeze({
@@ -102,19 +102,38 @@ function validateLimit(value: unknown, mode: Mode, field: string): number | null
 }
 
 export function validateResource(value: unknown, field: string): Resource {
-  if (typeof value === 'string') return { key: validateKey(value, field), mode: 'exclusive', limit: null };
+  return resourceAt(value, field, -1);
+}
+
+function fieldAt(base: string, index: number, name = ''): string {
+  return `${index < 0 ? base : `${base}[${index}]`}${name}`;
+}
+
+/**
+ * Validates `base[index]` (or `base` itself when `index` is -1). Field names are built only for
+ * an error: every acquire passes through here, and most are valid.
+ */
+function resourceAt(value: unknown, base: string, index: number): Resource {
+  if (typeof value === 'string') {
+    const problem = keyProblem(value);
+    if (problem !== null) throw new InvalidRequestError(fieldAt(base, index), problem);
+    return { key: value, mode: 'exclusive', limit: null };
+  }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new InvalidRequestError(field, `expected a key or { key, mode, limit }, got ${typeName(value)}`);
+    throw new InvalidRequestError(fieldAt(base, index), `expected a key or { key, mode, limit }, got ${typeName(value)}`);
   }
   const record = value as Record<string, unknown>;
-  for (const name of Object.keys(record)) {
-    if (name !== 'key' && name !== 'mode' && name !== 'limit') {
-      throw new InvalidRequestError(`${field}.${name}`, 'unknown field');
-    }
+  for (const name in record) {
+    if (name !== 'key' && name !== 'mode' && name !== 'limit') throw new InvalidRequestError(fieldAt(base, index, `.${name}`), 'unknown field');
   }
-  const key = validateKey(record['key'], `${field}.key`);
-  const mode = validateMode(record['mode'], `${field}.mode`);
-  return { key, mode, limit: validateLimit(record['limit'], mode, `${field}.limit`) };
+  const key = record['key'];
+  const problem = keyProblem(key);
+  if (problem !== null) throw new InvalidRequestError(fieldAt(base, index, '.key'), problem);
+  const rawMode = record['mode'];
+  const mode = rawMode === undefined || rawMode === 'exclusive' || rawMode === 'shared' ? (rawMode ?? 'exclusive') : validateMode(rawMode, fieldAt(base, index, '.mode'));
+  const rawLimit = record['limit'];
+  const limit = rawLimit === undefined || rawLimit === null ? null : validateLimit(rawLimit, mode, fieldAt(base, index, '.limit'));
+  return { key: key as string, mode, limit };
 }
 
 export function validateResources(value: unknown, field = 'resources'): Resource[] {
@@ -123,7 +142,8 @@ export function validateResources(value: unknown, field = 'resources'): Resource
   if (list.length < 1 || list.length > LIMITS.maxResources) {
     throw new InvalidRequestError(field, `expected 1..${LIMITS.maxResources} resources, got ${list.length}`);
   }
-  const resources = list.map((item, i) => validateResource(item, `${field}[${i}]`));
+  const resources: Resource[] = [];
+  for (let i = 0; i < list.length; i++) resources.push(resourceAt(list[i], field, i));
   for (let i = 0; i < resources.length; i++) {
     for (let j = 0; j < resources.length; j++) {
       if (i === j) continue;

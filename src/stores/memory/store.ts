@@ -19,6 +19,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): SyncTableSt
     info: { kind: 'memory', durable: false, wakeups: 'complete' },
     state,
     transact: (fn) => fn(),
+    direct: true,
     read: (fn) => fn(),
     close: () => {},
   });

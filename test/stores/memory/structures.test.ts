@@ -108,3 +108,25 @@ test('ChurnMap behaves as a Map of its own entries (its private floor entry neve
   map.set('a', 1);
   assert.deepEqual([...map.values()], [1]);
 });
+
+test('ChurnMap keeps insertion order and one entry per key across its inline entry and its Map', () => {
+  const map = new ChurnMap<string, number>();
+  map.set('a', 1); // inline: the map is empty
+  map.set('b', 2);
+  map.set('a', 10); // updated in place, still first
+  assert.deepEqual([...map.values()], [10, 2]);
+  assert.equal(map.delete('a'), true);
+  map.set('c', 3); // the Map still holds b, so c goes after it
+  assert.deepEqual([...map.values()], [2, 3]);
+  assert.equal(map.size, 2);
+  assert.equal(map.delete('b'), true);
+  assert.equal(map.delete('c'), true);
+  assert.equal(map.size, 0);
+  map.set('d', 4); // empty again: inline
+  assert.equal(map.get('d'), 4);
+  assert.equal(map.has('b'), false);
+  assert.equal(map.get('b'), undefined);
+  assert.equal(map.delete('d'), true);
+  assert.equal(map.delete('d'), false);
+  assert.deepEqual([...map.values()], []);
+});
