@@ -92,9 +92,25 @@ function writable(lease: Lease): Array<{ key: string; mode: Mode }> {
 }
 
 const register = new Register(config.registerUrl, config.registerSchema);
-const locks = await openLocks(config.store, {
-  owner: config.name, ttlMs: config.ttlMs, waiterTtlMs: config.waiterTtlMs, storeOptions: config.storeOptions,
-});
+/**
+ * Opens the store, trying again for a while when it is unavailable: a worker started while the
+ * store restarts (Redis answering `LOADING` while it reads its AOF) comes up once the store does,
+ * as a service would. The harness counts a worker that exits on its own as a violation.
+ */
+async function openWithRetry(): Promise<Awaited<ReturnType<typeof openLocks>>> {
+  const until = performance.now() + 30_000;
+  for (let delay = 100; ; delay = Math.min(1000, delay * 2)) {
+    try {
+      return await openLocks(config.store, {
+        owner: config.name, ttlMs: config.ttlMs, waiterTtlMs: config.waiterTtlMs, storeOptions: config.storeOptions,
+      });
+    } catch (error) {
+      if (!(error instanceof HoldfastError && error.code === 'STORE_UNAVAILABLE') || performance.now() + delay > until) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+const locks = await openWithRetry();
 locks.on('lost', (lease, error) => out({ type: 'lost', fence: lease.fence, reason: error.message }));
 const live = (lease: Lease): boolean => lease.state === 'held' && lease.remainingMs > 0;
 
