@@ -112,19 +112,9 @@ export interface AcquireWaitInput extends Pick<WaitInput, 'store' | 'router' | '
 }
 
 /**
- * Sends the request and, when it is queued, waits for its grant (`waitForGrant`). A try-once
- * that is blocked, or one that matched a queued request by requestId, throws LOCK_BUSY and leaves
- * that place alone. A grant that arrives after the signal aborted is released.
- */
-export function acquireAndWait(input: AcquireWaitInput): Granted | Promise<Granted> {
-  const { immediate } = input;
-  if (immediate !== undefined && input.waitMs === 0) return tryOnceNow(input.store, immediate, input.request, input.waiterTtlMs, input.signal);
-  return sendAndWait(input);
-}
-
-/**
  * A try-once on a store with synchronous calls (`immediateCallsOf`): answered in this call, with
- * no promise made (on `memory:` the promise and its async frame were a tenth of a pair). Throws
+ * no promise made (on `memory:` the promise and its async frame were a tenth of a pair); the
+ * caller (`Locks`) takes this path instead of `acquireAndWait`, which works on any store. Throws
  * LOCK_BUSY. A grant when `signal` had already aborted is given back, and the answer is a rejection.
  */
 export function tryOnceNow(
@@ -138,7 +128,12 @@ export function tryOnceNow(
   return { lease: outcome.lease, sentAt: startedAt, now: outcome.now };
 }
 
-async function sendAndWait(input: AcquireWaitInput): Promise<Granted> {
+/**
+ * Sends the request and, when it is queued, waits for its grant (`waitForGrant`). A try-once
+ * that is blocked, or one that matched a queued request by requestId, throws LOCK_BUSY and leaves
+ * that place alone. A grant that arrives after the signal aborted is released.
+ */
+export async function acquireAndWait(input: AcquireWaitInput): Promise<Granted> {
   const { store, router, request, waitMs, signal } = input;
   const startedAt = performance.now();
   // Registered before the call, so a grant pushed before the answer arrives is not missed. A
