@@ -25,7 +25,11 @@ export type Subscriber = (event: HubEvent) => void;
 
 export class EventHub {
   readonly #boot = randomBytes(3).toString('hex');
-  readonly #ring: (HubEvent | undefined)[];
+  /**
+   * The last changes, by sequence number modulo the capacity. The event of a change (its id and
+   * ISO time) is made only when somebody reads it: a server nobody follows formats nothing.
+   */
+  readonly #ring: (StoreChange | undefined)[];
   #seq = 0;
   /** Events up to this one may lack what other processes did meanwhile: not resumable. */
   #gapSeq = 0;
@@ -34,16 +38,19 @@ export class EventHub {
   readonly #subscribers = new Set<Subscriber>();
 
   constructor(capacity: number) {
-    this.#ring = new Array<HubEvent | undefined>(Math.max(1, capacity));
+    this.#ring = new Array<StoreChange | undefined>(Math.max(1, capacity));
+  }
+
+  #eventOf(seq: number, change: StoreChange): HubEvent {
+    return { id: `${this.#boot}.${seq}`, type: change.type, keys: change.keys, owner: change.owner, fence: change.fence, at: iso(change.at) };
   }
 
   /** Records a store change and sends it to every subscriber. */
-  publish(change: StoreChange): HubEvent {
+  publish(change: StoreChange): void {
     const seq = ++this.#seq;
-    const event: HubEvent = {
-      id: `${this.#boot}.${seq}`, type: change.type, keys: change.keys, owner: change.owner, fence: change.fence, at: iso(change.at),
-    };
-    this.#ring[seq % this.#ring.length] = event;
+    this.#ring[seq % this.#ring.length] = change;
+    if (this.#subscribers.size === 0) return;
+    const event = this.#eventOf(seq, change);
     for (const subscriber of this.#subscribers) {
       try {
         subscriber(event);
@@ -51,7 +58,6 @@ export class EventHub {
         // A subscriber's failure (a closed socket) is its own.
       }
     }
-    return event;
   }
 
   /**
@@ -67,8 +73,8 @@ export class EventHub {
     if (last + 1 < oldest) return null;
     const out: HubEvent[] = [];
     for (let seq = last + 1; seq <= this.#seq; seq++) {
-      const event = this.#ring[seq % this.#ring.length];
-      if (event) out.push(event);
+      const change = this.#ring[seq % this.#ring.length];
+      if (change) out.push(this.#eventOf(seq, change));
     }
     return out;
   }

@@ -19,7 +19,7 @@
  * Refusals are 403 FORBIDDEN (415 INVALID_REQUEST for the content type) and change nothing.
  */
 import { hostname } from 'node:os';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { ForbiddenError, InvalidRequestError } from '../model/errors.js';
 import { isLoopback } from './auth.js';
 import { HttpInputError } from './errors.js';
@@ -68,7 +68,21 @@ export function webGuard(options: WebGuardOptions) {
   const allowedHosts = new Set([hostname().toLowerCase(), ...[...options.allowedOrigins].map((o) => new URL(o).hostname.replace(/^\[|\]$/g, ''))]);
   const ownHost = (name: string): boolean => isLoopback(name) || allowedHosts.has(name) || name === options.listening()?.toLowerCase();
 
-  return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+  // A callback hook, not an async one: no promise and no extra microtask turn per request.
+  return (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void => {
+    let answered: boolean;
+    try {
+      answered = check(request, reply);
+    } catch (error) {
+      done(error as Error);
+      return;
+    }
+    // An answered preflight is sent; the request goes no further (Fastify: no `done` then).
+    if (!answered) done();
+  };
+
+  /** Throws on a refused request; true when it answered the request itself (a CORS preflight). */
+  function check(request: FastifyRequest, reply: FastifyReply): boolean {
     const host = request.headers.host;
     if (options.checkHost && host !== undefined && !ownHost(hostOf(host))) {
       throw new ForbiddenError(
@@ -87,11 +101,12 @@ export function webGuard(options: WebGuardOptions) {
       if (foreign) {
         reply.header('access-control-allow-origin', origin).header('vary', 'Origin');
         if (request.method === 'OPTIONS') {
-          return reply.code(204)
+          void reply.code(204)
             .header('access-control-allow-methods', 'GET, POST, DELETE')
             .header('access-control-allow-headers', 'authorization, content-type, last-event-id, x-request-id')
             .header('access-control-max-age', '600')
             .send();
+          return true;
         }
       }
     }
@@ -102,8 +117,8 @@ export function webGuard(options: WebGuardOptions) {
         throw new HttpInputError('content-type', `expected application/json, got ${type === undefined ? 'none' : JSON.stringify(type.slice(0, 100))}`, 415);
       }
     }
-    return undefined;
-  };
+    return false;
+  }
 }
 
 /** True when `origin` names the host the request was sent to (any scheme: TLS may end at a proxy). */
