@@ -46,7 +46,8 @@ export function requestInput(body: AcquireBody): RequestInput {
 /** How long a shed wait is told to wait before it is sent again. */
 const SHED_RETRY_AFTER_MS = 1000;
 
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Resolves after two turns of the event loop (one promise for both). */
+const twoTurns = (): Promise<void> => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 
 /** The client went away (closed its connection, or cancelled by id). */
 class ClientGoneError extends Error {
@@ -105,11 +106,12 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
   };
   // 'close' before the answer was fully written means the client went away: leave the queue,
   // and release what was granted at that moment rather than strand it until its TTL.
+  // (The response is this request's own and emits each once: plain listeners, no `once` wrappers.)
   let finished = false;
-  raw.once('finish', () => {
+  raw.on('finish', () => {
     finished = true;
   });
-  raw.once('close', () => {
+  raw.on('close', () => {
     if (finished) return;
     goAway(new ClientGoneError('closed the connection'));
     void releaseUndelivered('the client disconnected');
@@ -167,8 +169,7 @@ async function acquire(ctx: ServerContext, request: FastifyRequest, reply: Fasti
     if (heldMs > 0) ctx.metrics.handoff(granted.lease.resources.map((r) => r.key), startedWall, granted.now);
     // A disconnect that reached this machine before the grant may not have been read yet: let the
     // event loop read it (two turns), so such a grant is released rather than sent into a closed socket.
-    await nextTurn();
-    await nextTurn();
+    await twoTurns();
     const socket = raw.socket;
     if (goneReason !== null || raw.destroyed || socket?.destroyed === true || socket?.readableEnded === true) {
       await releaseUndelivered('the client went away as it was granted');
@@ -195,8 +196,9 @@ async function renew(ctx: ServerContext, request: FastifyRequest, reply: Fastify
   const body = (request.body ?? {}) as { ttlMs?: unknown };
   const requested = body.ttlMs === undefined ? undefined : validateTtl(body.ttlMs);
   await authorizeId(ctx, request, id, { action: 'renew a lease', ownerOnly: true });
-  const current = await ctx.store.get(id);
-  const outcome = await ctx.store.renew(id, requested ?? current?.ttlMs ?? validateTtl(undefined));
+  // Without a ttlMs the lease keeps its own (read only then: one store call when it is given).
+  const ttlMs = requested ?? (await ctx.store.get(id))?.ttlMs ?? validateTtl(undefined);
+  const outcome = await ctx.store.renew(id, ttlMs);
   if (outcome.status === 'lost') throw new LeaseLostError(id);
   if (outcome.status === 'unknown') throw new NotFoundError('The lease');
   reply.header('server-timing', `grant;dur=${elapsedMs(request).toFixed(1)}`);
@@ -208,10 +210,9 @@ async function release(ctx: ServerContext, request: FastifyRequest): Promise<unk
   await authorizeId(ctx, request, id, { action: 'release a lease' });
   const query = request.query as { by?: string };
   const by = idActorOf(request, query.by === undefined ? undefined : validateOwner(query.by, 'by'));
-  const current = await ctx.store.get(id);
-  if (!current) return { released: false };
+  // One store call: the release answers false for an id that ended or never was.
   const released = await ctx.store.release(id, { by });
-  if (released) request.log.debug({ lease: shortId(id), fence: current.fence }, 'released');
+  if (released) request.log.debug({ lease: shortId(id) }, 'released');
   return { released };
 }
 
