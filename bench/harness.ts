@@ -210,8 +210,9 @@ export interface Subject {
 }
 
 /**
- * Measures several subjects on one case, interleaved: repeat 1 of each, then repeat 2 of each...,
- * so a machine that gets busier during the run affects all subjects alike. The first repeat of
+ * Measures several subjects on one case, interleaved: repeat 1 of each, then repeat 2 of each...
+ * (each repeat starting one subject later), so a machine that gets busier during the run affects
+ * all subjects alike and none always follows the same other one. The first repeat of
  * each subject is preceded by its warm-up. Records throughput (median of repeats) and, with
  * `latency`, p50/p99 over the samples of all repeats.
  */
@@ -227,7 +228,10 @@ export async function compare(
   const counted = new Map<string, { ops: number; calls: number[] }>(subjects.map((s) => [s.name, { ops: 0, calls: (s.counters ?? []).map(() => 0) }]));
   const smoke = ctx.profile === 'smoke';
   for (let r = 0; r < options.repeats; r++) {
-    for (const subject of subjects) {
+    // The order turns with each repeat, so no subject always runs right after the same other one
+    // (in one process a run leaves the heap, the JIT and the sockets in a state the next one pays for).
+    for (let s = 0; s < subjects.length; s++) {
+      const subject = subjects[(s + r) % subjects.length]!;
       const counters = subject.counters ?? [];
       let before: number[] = [];
       const result = await runLoop(subject.op, {
