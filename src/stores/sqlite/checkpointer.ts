@@ -4,7 +4,7 @@
  * operations one caller waited 2–13 ms for it (issue 17). Each store connection therefore turns
  * it off (`wal_autocheckpoint = 0`) and one thread per file and process (`checkpoint-worker.ts`)
  * checkpoints on its own connection shortly after commits (PASSIVE: it neither waits for nor
- * blocks writers, so the log is reset by the next writer once a checkpoint got through).
+ * blocks writers), and makes the next writer start the log over once it holds `RESTART_FRAMES`.
  *
  * The store counts its commits in a shared counter (an atomic add, no message). Should the thread
  * fail to start or die, `failed` says so and the store hands checkpoints back to SQLite.
@@ -13,6 +13,11 @@ import { Worker } from 'node:worker_threads';
 
 /** How often the thread looks at the commit counter. */
 const CHECK_INTERVAL_MS = 20;
+/**
+ * Frames (pages) in the log past which the thread makes the next writer start it over
+ * (`checkpoint-worker.ts`): 4096 frames, a log of about 16 MiB at most with 4 KiB pages.
+ */
+const RESTART_FRAMES = 4096;
 /** How long `stop` waits for the thread to close its connection before terminating it. */
 const STOP_WAIT_MS = 2000;
 
@@ -26,7 +31,7 @@ export class Checkpointer {
     const buffer = new SharedArrayBuffer(4);
     this.#commits = new Int32Array(buffer);
     this.#worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
-      workerData: { file, busyTimeoutMs, intervalMs: CHECK_INTERVAL_MS, commits: buffer },
+      workerData: { file, busyTimeoutMs, intervalMs: CHECK_INTERVAL_MS, restartFrames: RESTART_FRAMES, commits: buffer },
     });
     this.#worker.unref();
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
