@@ -30,7 +30,8 @@ export interface RedisStoreOptions {
    */
   replicaTimeoutMs?: number | undefined;
   /**
-   * How long opening the connection may take before the operation fails with STORE_UNAVAILABLE.
+   * How long opening may take before it fails with STORE_UNAVAILABLE: connecting, and waiting
+   * for a Redis that has just started and answers LOADING while it reads its AOF or RDB.
    * 100 to 600000 ms.
    * @default 5000
    */

@@ -91,8 +91,14 @@ export class RedisStore implements LockStore {
     return store;
   }
 
+  /**
+   * Connects, then checks the server and loads the library. A Redis that has just started answers
+   * LOADING while it reads its AOF or RDB: the steps are tried again until it has, all within
+   * `connectTimeoutMs` of the start.
+   */
   async #connect(): Promise<void> {
     const client = this.#client;
+    const deadline = Date.now() + this.#options.connectTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no connection within ${this.#options.connectTimeoutMs} ms`)), this.#options.connectTimeoutMs);
@@ -103,12 +109,14 @@ export class RedisStore implements LockStore {
       clearTimeout(timer);
     }
     client.unref();
-    const server = String(await this.#send(['INFO', 'server']));
-    const version = /redis_version:(\d+)\.(\d+)/.exec(server);
-    if (version !== null && Number(version[1]) < 7) {
-      throw new StoreUnavailableError(`Redis 7.0 or later is needed (Redis Functions); the server is ${version[1]}.${version[2]}`);
-    }
-    await this.#loadLibrary();
+    await whileLoading(deadline, this.#options.connectTimeoutMs, async () => {
+      const server = String(await this.#send(['INFO', 'server']));
+      const version = /redis_version:(\d+)\.(\d+)/.exec(server);
+      if (version !== null && Number(version[1]) < 7) {
+        throw new StoreUnavailableError(`Redis 7.0 or later is needed (Redis Functions); the server is ${version[1]}.${version[2]}`);
+      }
+      await this.#loadLibrary();
+    });
     this.info.durable = this.#options.durable ?? (await this.#serverDurable());
   }
 
@@ -295,6 +303,24 @@ export class RedisStore implements LockStore {
  * Opens `redis://[user:password@]host:port/N[?prefix=NAME]` (also `rediss://`). `prefix` in the
  * URL or the options names the namespace (the URL wins).
  */
+/** How long opening waits between two tries while Redis answers LOADING. */
+const LOADING_RETRY_MS = 50;
+
+/** Runs `step` until it does not fail with Redis's LOADING reply, or `deadline` (ms since the epoch) passes. */
+async function whileLoading(deadline: number, timeoutMs: number, step: () => Promise<void>): Promise<void> {
+  for (;;) {
+    try {
+      return await step();
+    } catch (error) {
+      if (!/^LOADING\b/.test(String((error as Error | null)?.message))) throw error;
+      if (Date.now() + LOADING_RETRY_MS > deadline) {
+        throw new StoreUnavailableError(`Redis was still loading its dataset after ${timeoutMs} ms (connectTimeoutMs)`, { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, LOADING_RETRY_MS));
+    }
+  }
+}
+
 export async function createRedisStore(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
   let parsed: URL;
   try {

@@ -63,7 +63,11 @@ export class PrivateRedis {
     return this.#child?.pid ?? null;
   }
 
-  async start(): Promise<void> {
+  /**
+   * Starts the server and waits until it answers PING; with `loading: true` until it answers at
+   * all (a server still reading its AOF answers LOADING). `args`: more redis-server arguments.
+   */
+  async start(options: { args?: readonly string[]; loading?: boolean } = {}): Promise<void> {
     if (this.port === 0) this.port = await freePort();
     const { appendfsync, replicaOf } = this.#options;
     const args = [
@@ -72,13 +76,15 @@ export class PrivateRedis {
     ];
     if (appendfsync !== null) args.push('--appendfsync', appendfsync);
     if (replicaOf !== undefined) args.push('--replicaof', '127.0.0.1', String(replicaOf));
+    args.push(...(options.args ?? []));
     const child = spawn(REDIS_SERVER, args, { stdio: 'ignore' });
     this.#child = child;
     child.once('exit', () => {
       if (this.#child === child) this.#child = null;
     });
     const deadline = Date.now() + 10_000;
-    while (!(await ping(this.port))) {
+    const answered = (reply: string | null): boolean => reply === '+PONG' || (options.loading === true && reply?.startsWith('-LOADING') === true);
+    while (!answered(await ping(this.port))) {
       if (this.#child !== child) throw new Error(`redis-server exited while starting on port ${this.port}`);
       if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${this.port}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -111,21 +117,22 @@ export class PrivateRedis {
   }
 }
 
-/** True when a Redis answers PING on the port. */
-function ping(port: number): Promise<boolean> {
+/** The first line of a Redis's answer to PING on the port (`+PONG`, `-LOADING ...`), or null when none came. */
+function ping(port: number): Promise<string | null> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port });
     let data = '';
-    const done = (ok: boolean): void => {
+    const done = (reply: string | null): void => {
       socket.destroy();
-      resolve(ok);
+      resolve(reply);
     };
-    socket.setTimeout(500, () => done(false));
-    socket.once('error', () => done(false));
+    socket.setTimeout(500, () => done(null));
+    socket.once('error', () => done(null));
     socket.once('connect', () => socket.write('PING\r\n'));
     socket.on('data', (chunk) => {
       data += chunk.toString();
-      if (data.includes('\r\n')) done(data.startsWith('+PONG'));
+      const end = data.indexOf('\r\n');
+      if (end >= 0) done(data.slice(0, end));
     });
   });
 }
