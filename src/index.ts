@@ -1,6 +1,6 @@
 /** holdfast: locks and leases with fencing tokens, fair queues and push hand-off. */
 export { openLocks, openStore, registerStore, type StoreOpener } from './engine/open.js';
-export { Locks, type AcquireOptions, type HistoryOptions, type ListOptions, type LocksEvents, type ReleaseOwnerOptions } from './engine/locks.js';
+export { Locks, CLOSE_DEFAULTS, type AcquireOptions, type CloseOptions, type HistoryOptions, type ListOptions, type LocksEvents, type ReleaseOwnerOptions } from './engine/locks.js';
 export type { Granted } from './engine/wait.js';
 export { Lease, type LeaseEvents, type LeaseState, type RenewOptions } from './engine/lease.js';
 export { LOCKS_DEFAULTS, type LocksOptions } from './engine/options.js';

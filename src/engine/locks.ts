@@ -11,6 +11,7 @@ import { combineSignals, unlimitListeners } from '../model/linked-abort.js';
 import { isLeaseId, validateOwner, validateRequest, validateTtl, type ResourceInput } from '../model/request.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable, Metadata, Mode } from '../model/types.js';
 import { immediateCallsOf, type CallOptions, type EndOptions, type ImmediateCalls, type LockStore, type StoreChange } from '../stores/store.js';
+import { giveBacksOf } from './give-backs.js';
 import { DETACH, Lease, NOTIFY_ENDED, REFRESH, type LeaseHost } from './lease.js';
 import { resolveLocksOptions, safetyMargin, type LocksOptions, type ResolvedLocksOptions } from './options.js';
 import { Heartbeats } from './heartbeats.js';
@@ -58,6 +59,20 @@ export interface ListOptions extends CallOptions {
 }
 
 export type HistoryOptions = HistoryQuery & CallOptions;
+
+export interface CloseOptions {
+  /** Release the leases held through this object; `false` leaves them for another process to `attach`. @default true */
+  release?: boolean;
+  /**
+   * How long closing may go on giving back what waits that ended during a store outage could not:
+   * a ticket left on abort or timeout, a grant that came after an abort (each retried in the
+   * background until then). 0 to 600000 ms; 0 tries each once.
+   * @default 2000
+   */
+  giveBackMs?: number;
+}
+
+export const CLOSE_DEFAULTS = Object.freeze({ release: true, giveBackMs: 2000 });
 
 export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable {
   readonly store: LockStore;
@@ -346,17 +361,25 @@ export class Locks extends EventEmitter<LocksEvents> implements AsyncDisposable 
 
   /**
    * Cancels waits, releases held leases (best effort; with `{ release: false }` they stay in
-   * the store until their TTL, for another process to `attach`), and closes the store.
+   * the store until their TTL, for another process to `attach`), gives back what waits that
+   * ended during a store outage could not (`giveBackMs`), and closes the store.
    */
-  async close(options: { release?: boolean } = {}): Promise<void> {
+  async close(options: CloseOptions = {}): Promise<void> {
+    const release = options.release ?? CLOSE_DEFAULTS.release;
+    if (typeof release !== 'boolean') throw new InvalidRequestError('release', `expected a boolean, got ${typeof release}`);
+    const giveBackMs = options.giveBackMs ?? CLOSE_DEFAULTS.giveBackMs;
+    if (!Number.isInteger(giveBackMs) || giveBackMs < 0 || giveBackMs > 600_000) {
+      throw new InvalidRequestError('giveBackMs', `expected an integer 0..600000, got ${String(giveBackMs)}`);
+    }
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort(new StoreUnavailableError('this Locks object was closed'));
     // Waits leave their queues before the store closes; then held leases are released.
     if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#settled = resolve));
     const leases = [...this.#leases.values()];
-    if (options.release === false) for (const lease of leases) lease[DETACH]();
+    if (!release) for (const lease of leases) lease[DETACH]();
     else await Promise.allSettled(leases.map((lease) => lease.release()));
+    await giveBacksOf(this.store).flush(giveBackMs);
     this.#leases.clear();
     this.#byFence.clear();
     this.#clock.close();

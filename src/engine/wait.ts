@@ -18,6 +18,7 @@ import { HoldfastError, LockBusyError, WaitTimeoutError, type Holder } from '../
 import { newLeaseId } from '../model/request.js';
 import type { LeaseRecord, LockRequest } from '../model/types.js';
 import type { ImmediateCalls, LockStore, PollOutcome, StoreChange } from '../stores/store.js';
+import { giveBacksOf } from './give-backs.js';
 import type { Heartbeats } from './heartbeats.js';
 import type { WakeRouter, Wakeup } from './wakeups.js';
 
@@ -74,30 +75,16 @@ const POLL_BACKOFF_MAX_MS = 250;
 /** When the store drops the ticket this close to the deadline, it is a timeout, not a drop. */
 const DEADLINE_SLACK_MS = 50;
 
-/** Retries `cancel` with backoff for a while (timers unref'd, errors swallowed: never thrown from a timer). */
-function retryCancel(store: LockStore, ticket: string, waiterTtlMs: number): void {
-  const until = performance.now() + Math.max(10_000, waiterTtlMs * 2);
-  let delay = 100;
-  const attempt = (): void => {
-    store.cancel(ticket).catch(() => {
-      if (performance.now() + delay > until) return;
-      delay = Math.min(2000, delay * 2);
-      setTimeout(attempt, delay).unref();
-    });
-  };
-  setTimeout(attempt, delay).unref();
-}
-
 /**
  * Gives back a grant that arrived after the caller aborted: released now, or, while the store
- * can't be reached, cancelled again in the background (a lease id is also its ticket), so an
+ * can't be reached, cancelled again later (`give-backs.ts`; a lease id is also its ticket), so an
  * aborted request never leaves a lease to sit until its TTL.
  */
 async function giveBack(store: LockStore, leaseId: string, waiterTtlMs: number): Promise<void> {
   try {
     await store.release(leaseId);
   } catch {
-    retryCancel(store, leaseId, waiterTtlMs);
+    giveBacksOf(store).add(leaseId, waiterTtlMs);
   }
 }
 
@@ -198,8 +185,8 @@ export async function waitForGrant(input: WaitInput): Promise<Granted> {
       await store.cancel(ticket);
     } catch {
       // Unreachable store: a queued ticket is dropped when its heartbeats stop, but one granted
-      // at this moment would sit until its TTL, so the cancel is retried in the background.
-      retryCancel(store, ticket, input.waiterTtlMs);
+      // at this moment would sit until its TTL, so the cancel is tried again (and at close).
+      giveBacksOf(store).add(ticket, input.waiterTtlMs);
     }
   };
 
