@@ -215,6 +215,19 @@ export const MIGRATIONS: readonly Migration[] = Object.freeze([
       `CREATE INDEX holdfast_lease_keys_key ON holdfast_lease_keys (key COLLATE BINARY)`,
     ],
   },
+  {
+    version: 4,
+    name: 'counters read from the rows',
+    statements: [
+      // The next fence and history id are read from the lease rows (sql.ts), so a commit writes
+      // no counter page; `fence` and `history_id` of holdfast_meta stay as floors (every row
+      // written before has values at or below them). A process of an older holdfast that still
+      // has the file open would go on counting from those floors and hand out a fence again: the
+      // trigger fails its writes instead (its call fails with STORE_UNAVAILABLE, nothing granted).
+      `CREATE TRIGGER holdfast_meta_counters_frozen BEFORE UPDATE OF fence, history_id ON holdfast_meta
+        BEGIN SELECT RAISE(ABORT, 'holdfast: this file is in layout 4 (fences read from the rows): a process of an older holdfast may not write it'); END`,
+    ],
+  },
 ]);
 
 /** The schema version this code writes. A file with a higher version was written by a newer holdfast. */

@@ -29,12 +29,23 @@ const LIVE_PREFIX = `l.key >= :prefix AND substr(l.key, 1, length(:prefix)) = :p
 
 /** Inputs: none. Outputs: `now`, the SQLite clock in integer ms since the epoch. */
 export const NOW = `SELECT CAST(round(unixepoch('subsec') * 1000) AS INTEGER) AS now`;
-/** Inputs: none. Outputs: `value`, the new fence (counter incremented). */
-export const NEXT_FENCE = `UPDATE holdfast_meta SET fence = fence + 1 WHERE id = 1 RETURNING fence AS value`;
+// The fence and the history id are read from the rows, not kept in a counter (layout 4): a commit
+// then writes no counter page. The newest lease row (highest `event`) has the highest fence,
+// since a lease gets its fence and its row in the same step; `holdfast_meta.fence` and
+// `.history_id` are floors from before layout 4 (frozen by a trigger, see migrations.ts). The
+// trim never deletes the newest lease row nor a row holding the newest id (`PRUNE_HISTORY`).
+const NEWEST_FENCE = `max((SELECT fence FROM holdfast_meta WHERE id = 1),
+  coalesce((SELECT fence FROM holdfast_leases ORDER BY event DESC LIMIT 1), 0))`;
+const NEWEST_HISTORY_ID = `max((SELECT history_id FROM holdfast_meta WHERE id = 1),
+  coalesce((SELECT max(event) FROM holdfast_leases), 0),
+  coalesce((SELECT max(ended_event) FROM holdfast_leases WHERE ended_event IS NOT NULL), 0))`;
+
+/** Inputs: none. Outputs: `value`, the fence of the lease inserted next (one above the newest). */
+export const NEXT_FENCE = `SELECT ${NEWEST_FENCE} + 1 AS value`;
 /** Inputs: none. Outputs: `value`, the new queue sequence number. */
 export const NEXT_SEQ = `UPDATE holdfast_meta SET seq = seq + 1 WHERE id = 1 RETURNING seq AS value`;
-/** Inputs: none. Outputs: `value`, the new history event id. */
-export const NEXT_HISTORY_ID = `UPDATE holdfast_meta SET history_id = history_id + 1 WHERE id = 1 RETURNING history_id AS value`;
+/** Inputs: none. Outputs: `value`, the id of the history event written next (one above the newest). */
+export const NEXT_HISTORY_ID = `SELECT ${NEWEST_HISTORY_ID} + 1 AS value`;
 
 // ---- leases ----------------------------------------------------------------------------------
 // A lease row is live while `ended_event IS NULL`; every read of live leases says so, which is
@@ -129,10 +140,13 @@ export const NEXT_DUE = `SELECT min(t) AS due FROM (
 
 /**
  * Inputs: `maxId`, `limit`. Outputs: none. Deletes up to `limit` rows of ended leases whose end
- * event has an id `<= maxId`, oldest end first (a bounded slice of the trim).
+ * event has an id `<= maxId`, oldest end first (a bounded slice of the trim); never the newest
+ * lease row, whose fence the next one follows (`maxId` is below the newest id, so the row holding
+ * that id stays too).
  */
 export const PRUNE_HISTORY = `DELETE FROM holdfast_leases WHERE event IN (SELECT event FROM holdfast_leases
-  WHERE ended_event IS NOT NULL AND ended_event <= :maxId ORDER BY ended_event LIMIT :limit)`;
+  WHERE ended_event IS NOT NULL AND ended_event <= :maxId ORDER BY ended_event LIMIT :limit)
+  AND event < (SELECT max(event) FROM holdfast_leases)`;
 
 const HISTORY_KEY = `(:key IS NULL OR EXISTS (SELECT 1 FROM json_each(l.resources) j WHERE j.value ->> 'key' = :key))`;
 const HISTORY_OWNER = `(:owner IS NULL OR l.owner = :owner)`;
@@ -158,7 +172,7 @@ export const HISTORY = `SELECT * FROM (SELECT l.event AS id, l.acquired_at AS at
  */
 export const DATA_VERSION = `SELECT data_version AS value FROM pragma_data_version()`;
 /** Inputs: none. Outputs: `value`, the id of the newest history event written so far (0: none). */
-export const LAST_HISTORY_ID = `SELECT history_id AS value FROM holdfast_meta WHERE id = 1`;
+export const LAST_HISTORY_ID = `SELECT ${NEWEST_HISTORY_ID} AS value`;
 /**
  * Inputs: `after`, `origin`, `limit`. Outputs: up to `limit` history events with `id > after`
  * that another origin wrote, oldest first (`id`, `at`, `type`, `owner`, `fence`, `resources`,

@@ -144,6 +144,8 @@ export class SqliteState implements TableState {
   readonly #s: { [K in keyof typeof sql]: Statement };
   /** Related-key answers of the current transaction, by kind and key; emptied by every write. */
   readonly #related = new Map<string, HeldRow[] | WaitRow[] | DelayRow[]>();
+  /** The last fence `nextFence` answered whose lease row is not inserted yet (0: none). */
+  #handedFence = 0;
 
   constructor(db: Database, options: SqliteStateOptions) {
     this.#historyLimit = options.historyLimit;
@@ -192,8 +194,14 @@ export class SqliteState implements TableState {
     return (this.#s.NOW.get() as { now: number }).now;
   }
 
+  /**
+   * One above the newest lease row's fence (sql.ts: no counter is written). Asked again before
+   * that lease's row is inserted, it answers the next one still, as a counter would.
+   */
   nextFence(): number {
-    return this.#value(this.#s.NEXT_FENCE);
+    const fence = Math.max(this.#value(this.#s.NEXT_FENCE), this.#handedFence + 1);
+    this.#handedFence = fence;
+    return fence;
   }
 
   nextSeq(): number {
@@ -251,6 +259,7 @@ export class SqliteState implements TableState {
       origin: this.#origin,
     });
     if (lease.resources.length > 1) this.#s.INSERT_LEASE_KEYS.run({ event, resources });
+    this.#handedFence = 0;
   }
 
   setLeaseExpiry(id: string, expiresAt: number, ttlMs: number): void {
@@ -344,8 +353,9 @@ export class SqliteState implements TableState {
   }
 
   /**
-   * The id of the next history event (an acquire or an end). Ids are consecutive (the counter
-   * rolls back with its transaction), so the newest `historyLimit` of them are kept by trimming
+   * The id of the next history event (an acquire or an end), read from the rows (one above the
+   * newest; the caller writes it at once). Ids are consecutive, so the newest `historyLimit` of
+   * them are kept by trimming
    * the rows of leases that ended before them. The trim is amortized: every PRUNE_EVERY events a
    * slice of at most PRUNE_SLICE rows goes (each row is up to two events: a backlog shrinks),
    * never a thousand rows at once inside one caller's transaction.

@@ -3,6 +3,10 @@
  * their key rows and history events in three tables) is migrated with its live leases, their
  * queue-relevant keys, the fence counter and the kept history; and a pair of operations writes
  * one lease row, no history rows.
+ *
+ * Counters read from the rows (migration 4): fences and history ids go on one by one from the
+ * rows, also when the trim has removed every other row; an older holdfast that writes the
+ * counters is refused.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -98,6 +102,45 @@ describe('sqlite store: one row per lease', () => {
       assert.equal(count('holdfast_lease_keys'), 0, 'key rows only while a lease with several resources is live');
       const tables = (db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE 'holdfast_%' ORDER BY name`).all() as { name: string }[]).map((t) => t.name);
       assert.deepEqual(tables, ['holdfast_delays', 'holdfast_lease_keys', 'holdfast_leases', 'holdfast_meta', 'holdfast_migrations', 'holdfast_waiter_resources', 'holdfast_waiters']);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('sqlite store: counters read from the rows', () => {
+  it('fences go on one by one after the trim removed the rows of leases that ended', async () => {
+    const store = createSqliteStore(join(tmp.dir, 'trim.db'), { synchronous: 'NORMAL', historyLimit: 1000 });
+    try {
+      const held: string[] = [];
+      for (let i = 0; i < 1100; i++) {
+        const out = await store.acquire(request({ owner: 't', resources: [`k${i}`] }), once);
+        assert.ok(out.status === 'granted' && out.lease.fence === i + 1);
+        held.push(out.lease.id);
+      }
+      // The newest lease ends first, so 1,099 end events after its own make its row old enough to trim.
+      for (const id of held.reverse()) assert.equal(await store.release(id), true);
+      const kept = new Set((await store.history({ limit: 5000 })).map((e) => e.id));
+      assert.ok(!kept.has(1099) && !kept.has(1102), 'the trim removed the rows of leases that ended early');
+      assert.ok(kept.has(1100) && kept.has(1101), 'but not the newest lease row');
+      const next = await store.acquire(request({ owner: 't', resources: ['after'] }), once);
+      assert.equal(next.status === 'granted' && next.lease.fence, 1101, 'the fence follows the newest, never repeats');
+      const newest = await store.history({ limit: 1 });
+      assert.equal(newest[0]?.id, 2201, 'history ids go on one by one');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses the counter writes of an older holdfast on the same file', async () => {
+    const path = join(tmp.dir, 'older.db');
+    await createSqliteStore(path).close();
+    const db = new Database(path);
+    try {
+      for (const column of ['fence', 'history_id']) {
+        assert.throws(() => db.prepare(`UPDATE holdfast_meta SET ${column} = ${column} + 1 WHERE id = 1 RETURNING ${column}`).get(), /layout 4/);
+      }
+      assert.doesNotThrow(() => db.prepare('UPDATE holdfast_meta SET seq = seq + 1 WHERE id = 1').run(), 'the queue sequence is still a counter');
     } finally {
       db.close();
     }
