@@ -78,7 +78,8 @@ describeEachStore('Durability', (ctx) => {
 
   durableIt('a lease left by a crashed process still expires on time after the restart', async () => {
     const a = await ctx.open({ owner: 'crashed' });
-    const lease = await a.acquire('dx/key', { ttlMs: 500, autoRenew: false });
+    // Long enough that the reopen and the try below come before the expiry on a loaded machine.
+    const lease = await a.acquire('dx/key', { ttlMs: 2000, autoRenew: false });
     const b = await ctx.reopen({ owner: 'successor' });
     assert.equal(await b.tryAcquire('dx/key'), null);
     const next = await b.acquire('dx/key', { waitMs: 10_000 });
