@@ -299,10 +299,6 @@ export class RedisStore implements LockStore {
   }
 }
 
-/**
- * Opens `redis://[user:password@]host:port/N[?prefix=NAME]` (also `rediss://`). `prefix` in the
- * URL or the options names the namespace (the URL wins).
- */
 /** How long opening waits between two tries while Redis answers LOADING. */
 const LOADING_RETRY_MS = 50;
 
@@ -321,6 +317,10 @@ async function whileLoading(deadline: number, timeoutMs: number, step: () => Pro
   }
 }
 
+/**
+ * Opens `redis://[user:password@]host:port/N[?prefix=NAME]` (also `rediss://`). `prefix` in the
+ * URL or the options names the namespace (the URL wins).
+ */
 export async function createRedisStore(url: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
   let parsed: URL;
   try {

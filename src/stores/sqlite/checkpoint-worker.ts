@@ -38,7 +38,11 @@ interface CheckpointRow {
   checkpointed: number;
 }
 
-/** How long a restarting checkpoint may wait for the write lock and for readers (writers wait as long at most). */
+/**
+ * How long a restarting checkpoint may wait for the write lock, and then for readers to leave the
+ * log. Writers wait for it meanwhile: that long, plus copying the frames written since the passive
+ * checkpoint and syncing them.
+ */
 const RESTART_WAIT_MS = 10;
 
 const data = workerData as CheckpointWorkerData;
