@@ -30,13 +30,13 @@ class GiveBacks {
     this.#store = store;
   }
 
-  get size(): number {
-    return this.#pending.size;
-  }
-
   /** Retries `cancel(ticket)` in the background until it succeeds or its time is up. */
   add(ticket: string, waiterTtlMs: number): void {
-    this.#pending.set(ticket, performance.now() + Math.max(MIN_RETRY_FOR_MS, waiterTtlMs * 2));
+    const until = performance.now() + Math.max(MIN_RETRY_FOR_MS, waiterTtlMs * 2);
+    const retrying = this.#pending.has(ticket);
+    this.#pending.set(ticket, Math.max(until, this.#pending.get(ticket) ?? 0));
+    // Already retried (a leave and a give-back of the same ticket): one round of retries is enough.
+    if (retrying) return;
     let delay = FIRST_RETRY_MS;
     const attempt = (): void => {
       const until = this.#pending.get(ticket);
