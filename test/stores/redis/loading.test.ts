@@ -3,9 +3,11 @@
  * waits for the dataset, within `connectTimeoutMs`, and fails with STORE_UNAVAILABLE saying so
  * after that; a lease granted before the restart is still there (AOF `always`).
  *
- * The replay is made slow on purpose: 20,000 padding keys and Redis's own test settings
- * `key-load-delay` (µs per key) and `loading-process-events-interval-bytes` (answer clients
- * while loading), about two seconds of LOADING on the development machine.
+ * The replay is made slow on purpose with Redis's own test setting `key-load-delay`. Redis answers
+ * clients only between batches of 1,024 replayed commands, so the delay is small and the keys many:
+ * `-5` sleeps 1 µs at one key in five (a sleep costs ~80 µs here), which makes a batch ~20 ms and
+ * 300,000 padding keys about six seconds of LOADING on the development machine. (A delay of 100 µs
+ * made a batch ~150 ms: the handshake alone then took more than a 300 ms timeout on a loaded CI.)
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -14,8 +16,10 @@ import { openLocks } from '../../../src/index.js';
 import { command, PrivateRedis } from './server.js';
 
 const TIMEOUT = { timeout: 60_000 } as const;
-const SLOW_REPLAY = ['--key-load-delay', '100', '--loading-process-events-interval-bytes', '1024'];
-const PADDING_KEYS = 20_000;
+const SLOW_REPLAY = ['--key-load-delay', '-5', '--loading-process-events-interval-bytes', '1024'];
+const PADDING_KEYS = 300_000;
+/** Far longer than the handshake takes while loading, far shorter than the load. */
+const IMPATIENT_MS = 1500;
 
 describe('Redis store: opening while Redis loads its dataset', () => {
   const server = new PrivateRedis({ appendfsync: 'always' });
@@ -47,16 +51,16 @@ describe('Redis store: opening while Redis loads its dataset', () => {
     await restartLoading();
     const started = Date.now();
     await assert.rejects(
-      openLocks(url, { owner: 'impatient', storeOptions: { connectTimeoutMs: 300 } }),
+      openLocks(url, { owner: 'impatient', storeOptions: { connectTimeoutMs: IMPATIENT_MS } }),
       (error: unknown) => {
         assert.ok(error instanceof HoldfastError);
         assert.equal(error.code, 'STORE_UNAVAILABLE');
-        assert.match(error.message, /still loading its dataset after 300 ms \(connectTimeoutMs\)/);
+        assert.match(error.message, new RegExp(`still loading its dataset after ${IMPATIENT_MS} ms \\(connectTimeoutMs\\)`));
         assert.match(String((error.cause as Error | undefined)?.message), /^LOADING/);
         return true;
       },
     );
-    assert.ok(Date.now() - started < 2000, 'it gave up near its timeout');
+    assert.ok(Date.now() - started < IMPATIENT_MS + 1500, 'it gave up near its timeout');
   });
 
   it('waits for the dataset within connectTimeoutMs, then works with the leases it kept', TIMEOUT, async () => {
