@@ -1,0 +1,122 @@
+/**
+ * One row per lease (migration 6): a live lease is its `leases` row, an ended one its `history`
+ * row, which records its grant and its end. A grant writes no history row; the history still
+ * lists both events of every lease, with the ids they had, also across the upgrade of a schema
+ * made by migration 5 (where a grant was a history row of its own).
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import pg from 'pg';
+import { migrationScript } from '../../../src/stores/postgres/migrate.js';
+import type { HistoryEvent } from '../../../src/model/types.js';
+import { admin, dropSchema, freshSchema, openStore, request } from './helpers.js';
+
+const once = { waitMs: 0, waiterTtlMs: 5000 };
+
+const shape = (events: HistoryEvent[]): Array<[number, string, string, number]> =>
+  events.map((e) => [e.id, e.type, e.owner, e.fence]);
+
+describe('postgres store: one row per lease', () => {
+  const schemas: string[] = [];
+  const schemaFor = (): string => {
+    const schema = freshSchema();
+    schemas.push(schema);
+    return schema;
+  };
+  after(async () => {
+    for (const schema of schemas) await dropSchema(schema);
+  });
+
+  test('a grant writes no history row; the ended lease is one row with both events', async () => {
+    const schema = schemaFor();
+    const q = pg.escapeIdentifier(schema);
+    const store = await openStore(schema, { autoSweep: false });
+    try {
+      const r = request({ owner: 'one', resources: ['row/a'] });
+      assert.equal((await store.acquire(r, once)).status, 'granted');
+      assert.deepEqual(await admin(`SELECT count(*)::int AS n FROM ${q}.history`), [{ n: 0 }]);
+      const [granted] = await store.history({ owner: 'one' });
+      assert.equal(granted!.type, 'acquired');
+      assert.equal(await store.release(r.id), true);
+      const rows = await admin<{ id: string; acquired_id: string; type: string }>(`SELECT id, acquired_id, type FROM ${q}.history`);
+      assert.equal(rows.length, 1);
+      assert.equal(Number(rows[0]!.acquired_id), granted!.id, 'the end row keeps the grant event id');
+      const events = await store.history({ owner: 'one' });
+      assert.deepEqual(events.map((e) => e.type), ['released', 'acquired']);
+      assert.equal(events[1]!.id, granted!.id);
+      assert.ok(events[0]!.id > granted!.id);
+      assert.deepEqual(await admin(`SELECT count(*)::int AS n FROM ${q}.leases`), [{ n: 0 }]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('history pages merge live grants, ended grants and ends in id order', async () => {
+    const schema = schemaFor();
+    const store = await openStore(schema, { autoSweep: false });
+    try {
+      // a: granted then b granted, a released, c granted, b released; c stays live.
+      const [a, b, c] = ['a', 'b', 'c'].map((k) => request({ owner: 'merge', resources: [`merge/${k}`] }));
+      for (const step of [() => store.acquire(a!, once), () => store.acquire(b!, once), () => store.release(a!.id),
+        () => store.acquire(c!, once), () => store.release(b!.id)]) await step();
+      const all = await store.history({ owner: 'merge' });
+      assert.deepEqual(all.map((e) => `${e.type} ${e.resources[0]!.key}`),
+        ['released merge/b', 'acquired merge/c', 'released merge/a', 'acquired merge/b', 'acquired merge/a']);
+      for (let i = 1; i < all.length; i++) assert.ok(all[i - 1]!.id > all[i]!.id);
+      // Paging by beforeId, two at a time, gives the same events; a key filter reaches all sources.
+      const paged: HistoryEvent[] = [];
+      for (let before: number | undefined; ;) {
+        const page = await store.history({ owner: 'merge', limit: 2, ...(before === undefined ? {} : { beforeId: before }) });
+        if (page.length === 0) break;
+        paged.push(...page);
+        before = page[page.length - 1]!.id;
+      }
+      assert.deepEqual(shape(paged), shape(all));
+      assert.deepEqual((await store.history({ key: 'merge/b' })).map((e) => e.type), ['released', 'acquired']);
+      assert.deepEqual((await store.history({ key: 'merge/c' })).map((e) => e.type), ['acquired']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test('a schema made by migration 5 keeps its events and their ids', async () => {
+    const schema = schemaFor();
+    const q = pg.escapeIdentifier(schema);
+    const script = migrationScript(schema);
+    await admin(`BEGIN; ${script.slice(0, script.indexOf('-- migration 6:'))} COMMIT;`);
+    const call = (sql: string): Promise<unknown> => admin(`SET search_path = ${q}, pg_catalog; ${sql}; RESET search_path`);
+    const requestJson = (id: string, key: string): string =>
+      pg.escapeLiteral(JSON.stringify({ id, owner: 'old', resources: [{ key, mode: 'exclusive', limit: null }], ttlMs: 600_000, metadata: {}, lockDelayMs: 0 }));
+    // Through migration 5's own functions: live, ended, ended with its grant pruned, live with its grant pruned.
+    for (const [id, key] of [['live', 'up/live'], ['ended', 'up/ended'], ['pruned-end', 'up/p1'], ['pruned-live', 'up/p2']]) {
+      await call(`SELECT hf_acquire(${requestJson(id!, key!)}, 0, 5000, 'x')`);
+    }
+    await call(`SELECT hf_release('ended', 'x')`);
+    await call(`SELECT hf_release('pruned-end', 'x')`);
+    await admin(`DELETE FROM ${q}.history WHERE type = 'acquired' AND lease_id IN ('pruned-end', 'pruned-live')`);
+    const before = await admin<{ id: string; type: string; lease_id: string }>(`SELECT id, type, lease_id FROM ${q}.history ORDER BY id`);
+    assert.equal(before.length, 4);
+
+    const store = await openStore(schema, { autoSweep: false });
+    try {
+      const events = await store.history({ owner: 'old' });
+      const kept = before.map((row) => [Number(row.id), row.type]);
+      assert.deepEqual(events.filter((e) => e.id <= Number(before[before.length - 1]!.id)).map((e) => [e.id, e.type]), kept.reverse(),
+        'every event kept before the upgrade is listed with its id');
+      // The live lease whose grant event was pruned gets a new one, after every older id.
+      const renamed = events.find((e) => e.resources[0]!.key === 'up/p2');
+      assert.ok(renamed && renamed.id > Number(before[before.length - 1]!.id));
+      assert.equal((await store.renew('pruned-end', 5000)).status, 'lost', 'an ended lease is still known');
+      assert.equal((await store.release('live')), true);
+      const [end] = await store.history({ owner: 'old', limit: 1 });
+      assert.equal(end!.type, 'released');
+      assert.ok(end!.id > renamed!.id, 'new ids follow the old ones');
+      const liveGrant = before.find((row) => row.lease_id === 'live' && row.type === 'acquired')!;
+      assert.deepEqual(await admin(`SELECT acquired_id::int AS a FROM ${q}.history WHERE lease_id = 'live'`), [{ a: Number(liveGrant.id) }]);
+      await assert.rejects(admin(`INSERT INTO ${q}.history (at, type, owner, fence, resources, lease_id) VALUES (0, 'acquired', 'x', 1, '[]', 'x')`),
+        /history_ends_only/);
+    } finally {
+      await store.close();
+    }
+  });
+});
