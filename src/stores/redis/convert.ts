@@ -1,5 +1,5 @@
 /**
- * From the JSON answers of the store's Redis functions (library.lua) to the domain values of
+ * From the JSON answers of the store's Redis functions (library/*.lua) to the domain values of
  * `store.ts`, and from client errors to holdfast errors. Fences come as decimal strings,
  * metadata as the JSON text the client sent, times as ms; ISO strings are made here.
  */

@@ -1,6 +1,6 @@
 /**
  * `redis://host:6379/N[?prefix=NAME]`: the lock table in Redis 7+. The algorithm of
- * `src/stores/table/` runs inside Redis as one library of Functions (library.lua), loaded when
+ * `src/stores/table/` runs inside Redis as one library of Functions (library/*.lua), loaded when
  * the store opens (and again when Redis lost it: a restart without persistence, FUNCTION FLUSH),
  * so each operation is one atomic call and one round trip, with time from the server's `TIME`.
  * Every key of a namespace shares one hash tag, so a Redis Cluster keeps a namespace in one slot.
