@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import { migrationScript } from '../../../src/stores/postgres/migrate.js';
 import type { HistoryEvent } from '../../../src/model/types.js';
-import { admin, dropSchema, freshSchema, openStore, request } from './helpers.js';
+import { admin, dropSchema, freshSchema, openStore, POSTGRES_URL, request, sleep } from './helpers.js';
 
 const once = { waitMs: 0, waiterTtlMs: 5000 };
 
@@ -101,22 +101,51 @@ describe('postgres store: one row per lease', () => {
     try {
       const events = await store.history({ owner: 'old' });
       const kept = before.map((row) => [Number(row.id), row.type]);
-      assert.deepEqual(events.filter((e) => e.id <= Number(before[before.length - 1]!.id)).map((e) => [e.id, e.type]), kept.reverse(),
-        'every event kept before the upgrade is listed with its id');
-      // The live lease whose grant event was pruned gets a new one, after every older id.
-      const renamed = events.find((e) => e.resources[0]!.key === 'up/p2');
-      assert.ok(renamed && renamed.id > Number(before[before.length - 1]!.id));
+      assert.deepEqual(events.map((e) => [e.id, e.type]), kept.reverse(), 'every event kept before the upgrade is listed with its id');
+      // The live lease whose grant event was pruned still has none; its end is recorded.
+      assert.equal(events.find((e) => e.resources[0]!.key === 'up/p2'), undefined);
       assert.equal((await store.renew('pruned-end', 5000)).status, 'lost', 'an ended lease is still known');
       assert.equal((await store.release('live')), true);
-      const [end] = await store.history({ owner: 'old', limit: 1 });
-      assert.equal(end!.type, 'released');
-      assert.ok(end!.id > renamed!.id, 'new ids follow the old ones');
+      assert.equal((await store.release('pruned-live')), true);
+      const [end2, end1] = await store.history({ owner: 'old', limit: 2 });
+      assert.deepEqual([end1!.type, end1!.resources[0]!.key, end2!.type, end2!.resources[0]!.key], ['released', 'up/live', 'released', 'up/p2']);
+      assert.ok(end1!.id > Number(before[before.length - 1]!.id), 'new ids follow the old ones');
+      assert.deepEqual(await admin(`SELECT acquired_id, acquired_at FROM ${q}.history WHERE lease_id = 'pruned-live'`),
+        [{ acquired_id: null, acquired_at: null }]);
       const liveGrant = before.find((row) => row.lease_id === 'live' && row.type === 'acquired')!;
       assert.deepEqual(await admin(`SELECT acquired_id::int AS a FROM ${q}.history WHERE lease_id = 'live'`), [{ a: Number(liveGrant.id) }]);
       await assert.rejects(admin(`INSERT INTO ${q}.history (at, type, owner, fence, resources, lease_id) VALUES (0, 'acquired', 'x', 1, '[]', 'x')`),
         /history_ends_only/);
     } finally {
       await store.close();
+    }
+  });
+  test('an operation in flight when the upgrade starts commits first: no event id is given twice', async () => {
+    const schema = schemaFor();
+    const q = pg.escapeIdentifier(schema);
+    const script = migrationScript(schema);
+    await admin(`BEGIN; ${script.slice(0, script.indexOf('-- migration 6:'))} COMMIT;`);
+    const json = (id: string): string =>
+      pg.escapeLiteral(JSON.stringify({ id, owner: 'o', resources: [{ key: `fly/${id}`, mode: 'exclusive', limit: null }], ttlMs: 600_000, metadata: {}, lockDelayMs: 0 }));
+    const inFlight = new pg.Client({ connectionString: POSTGRES_URL });
+    await inFlight.connect();
+    try {
+      await inFlight.query(`BEGIN; SET LOCAL search_path = ${q}, pg_catalog; SELECT hf_acquire(${json('a')}, 0, 5000, 'x')`);
+      const opening = openStore(schema, { autoSweep: false });
+      await sleep(300); // the migration waits for the lock on leases and history
+      await inFlight.query('COMMIT');
+      const store = await opening;
+      try {
+        assert.equal((await store.acquire(request({ owner: 'o', resources: ['fly/b'] }), once)).status, 'granted');
+        const ids = (await store.history({ owner: 'o' })).map((e) => e.id);
+        assert.equal(ids.length, 2);
+        assert.equal(new Set(ids).size, 2, `ids ${ids.join(', ')}`);
+        assert.ok(ids[0]! > ids[1]!, 'the grant after the upgrade has the higher id');
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await inFlight.end();
     }
   });
 });

@@ -14,8 +14,13 @@
 -- (`leases.event_id`), its end event id when it ends, so ids still increase in the order the
 -- events happened. The events already recorded keep their ids: an end row gets the id and time
 -- of its lease's acquired event, a live lease the id of its own; acquired events of leases whose
--- end was pruned already go (they were the oldest), and a live lease whose acquired event was
--- pruned gets a new id.
+-- end was pruned already go (they were the oldest). A live lease whose acquired event was pruned
+-- keeps having none (`event_id` NULL; its end row then has no acquired event either).
+--
+-- The upgrade first locks both tables (leases first, the order operations write them in): an
+-- operation in flight commits before the new sequence is set from the ids it took, and none can
+-- write between the steps below. A role that runs holdfast without owning the schema needs USAGE
+-- on `event_seq` from now on, as it does on `fence_seq`.
 --
 -- Changed, same signatures and outputs as before:
 --   hf_acquire (baseline part 9), hf_grant (part 12): no history row on a grant;
@@ -28,20 +33,23 @@
 --     below the newest id the sequence gave (so both their events are out of the window).
 -- A history row may no longer be an `acquired` event (a CHECK says so).
 
+LOCK TABLE leases, history IN ACCESS EXCLUSIVE MODE;
 CREATE SEQUENCE event_seq AS bigint MINVALUE 1 NO CYCLE;
-SELECT setval('event_seq', coalesce((SELECT max(id) FROM history), 1), (SELECT max(id) FROM history) IS NOT NULL);
+-- Above every id the identity column gave, committed or not.
+SELECT setval('event_seq', greatest(v, 1), v > 0) FROM (
+  SELECT greatest(coalesce((SELECT max(id) FROM history), 0),
+                  coalesce(pg_sequence_last_value(pg_get_serial_sequence('history', 'id')::regclass), 0)) AS v) s;
 ALTER TABLE history ALTER COLUMN id DROP IDENTITY;
 ALTER TABLE history ALTER COLUMN id SET DEFAULT nextval('event_seq');
 ALTER TABLE history ADD COLUMN acquired_id bigint, ADD COLUMN acquired_at bigint;
 ALTER TABLE leases ADD COLUMN event_id bigint;
 
 UPDATE leases l SET event_id = a.id FROM history a WHERE a.lease_id = l.id AND a.type = 'acquired';
-UPDATE leases SET event_id = nextval('event_seq') WHERE event_id IS NULL;
 UPDATE history e SET acquired_id = a.id, acquired_at = a.at
 FROM history a WHERE a.lease_id = e.lease_id AND a.type = 'acquired' AND e.type <> 'acquired';
 DELETE FROM history WHERE type = 'acquired';
 
-ALTER TABLE leases ALTER COLUMN event_id SET DEFAULT nextval('event_seq'), ALTER COLUMN event_id SET NOT NULL;
+ALTER TABLE leases ALTER COLUMN event_id SET DEFAULT nextval('event_seq');
 ALTER TABLE history ADD CONSTRAINT history_ends_only CHECK (type <> 'acquired'),
   ADD CONSTRAINT history_acquired_both CHECK ((acquired_id IS NULL) = (acquired_at IS NULL));
 -- The acquired events of ended leases, newest first (hf_history).
@@ -56,7 +64,8 @@ BEGIN
   DELETE FROM leases WHERE id = l.id;
   DELETE FROM held WHERE lease_id = l.id;
   INSERT INTO history (at, type, owner, fence, resources, by, reason, lease_id, acquired_id, acquired_at)
-  VALUES (v_at, p_type, l.owner, l.fence, l.resources, p_by, p_reason, l.id, l.event_id, l.acquired_at);
+  VALUES (v_at, p_type, l.owner, l.fence, l.resources, p_by, p_reason, l.id, l.event_id,
+          CASE WHEN l.event_id IS NOT NULL THEN l.acquired_at END);
   IF p_delay AND l.lock_delay_ms > 0 AND v_at + l.lock_delay_ms > p_now THEN
     INSERT INTO delays (key, root, until, owner, fence, since, metadata)
     SELECT e->>'key', split_part(e->>'key', '/', 1), v_at + l.lock_delay_ms, l.owner, l.fence, v_at, l.metadata
@@ -85,7 +94,8 @@ RETURNS jsonb LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
        ORDER BY h.acquired_id DESC LIMIT p_limit)
       UNION ALL
       (SELECT l.event_id, l.acquired_at, 'acquired', l.owner, l.fence, l.resources, NULL, NULL FROM leases l
-       WHERE (p_key IS NULL OR l.resources @> jsonb_build_array(jsonb_build_object('key', p_key)))
+       WHERE l.event_id IS NOT NULL
+         AND (p_key IS NULL OR l.resources @> jsonb_build_array(jsonb_build_object('key', p_key)))
          AND (p_owner IS NULL OR l.owner = p_owner) AND (p_before IS NULL OR l.event_id < p_before)
        ORDER BY l.event_id DESC LIMIT p_limit)
     ) s ORDER BY s.id DESC LIMIT p_limit) e
@@ -230,7 +240,7 @@ BEGIN
   keys AS (DELETE FROM held h USING gone WHERE h.lease_id = gone.id),
   ev AS (INSERT INTO history (at, type, owner, fence, resources, by, reason, lease_id, acquired_id, acquired_at)
          SELECT v_now, 'released', gone.owner, gone.fence, gone.resources, gone.owner, 'release', gone.id, gone.event_id,
-                gone.acquired_at FROM gone)
+                CASE WHEN gone.event_id IS NOT NULL THEN gone.acquired_at END FROM gone)
   SELECT gone.owner, gone.fence, gone.roots, gone.resources, hf_keys(gone.resources) AS keys
   INTO l FROM gone;
   IF NOT FOUND THEN
