@@ -20,7 +20,8 @@
  *
  * Push: each transaction writes its changes into a version record; every store object watches
  * the version records of its namespace and publishes other processes' changes to its listeners
- * (wake-ups are complete), and arms its sweep timer at the next due time the records carry.
+ * (wake-ups are complete), and arms its sweep timer at the next due time the records carry
+ * (version-watch.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { HoldfastError, StoreUnavailableError } from '../../model/errors.js';
@@ -30,7 +31,7 @@ import type {
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
 import * as ops from '../table/operations.js';
-import { EtcdCallError, EtcdClient, prefixEnd, WatchCancelledError, type KeyValue, type TxnOp } from './client.js';
+import { EtcdCallError, EtcdClient, prefixEnd, type KeyValue, type TxnOp } from './client.js';
 import { pruneHistory, readHistory } from './history.js';
 import {
   decodeDelay, decodeLease, decodeVersion, decodeWaiter, ENDED_TTL_S, Layout, PROVISIONAL, resolve, rootOf, rootsOf,
@@ -38,10 +39,10 @@ import {
 import { DueTimer } from '../due-timer.js';
 import { resolveEtcdOptions, type EtcdStoreOptions, type ResolvedEtcdOptions } from './options.js';
 import { EtcdTable, type RootState } from './table.js';
+import { VersionWatch } from './version-watch.js';
 
 /** At most this many operations per transaction (each writes a few keys; etcd caps ops per txn). */
 const MAX_BATCH = 32;
-const WATCH_RETRY_MS = 100;
 
 /** What an operation reads: these roots, the roots of these ids, every root, or the roots with something due. */
 type Need = { roots: string[] } | { ids: string[] } | { all: true } | { due: true };
@@ -83,7 +84,7 @@ export class EtcdStore implements LockStore {
   readonly #layout: Layout;
   /** Written into the version records, so this object's watch skips its own changes. */
   readonly #origin = randomBytes(8).toString('hex');
-  readonly #listeners = new Set<(change: StoreChange) => void>();
+  readonly #versions: VersionWatch;
   /** The roots read so far, as last known (checked by the compares of every transaction). */
   readonly #cache = new Map<string, RootState>();
   /** The roots of the leases and waiters in the cache, by id. */
@@ -93,9 +94,6 @@ export class EtcdStore implements LockStore {
   #closed = false;
   /** Sweeps at the next due time this object has heard of (expiries, waiter deadlines, delays). */
   readonly #due: DueTimer;
-  #stopWatch: (() => void) | null = null;
-  /** The revision after which the watch has delivered everything. */
-  #watched = 0;
   /** The etcd lease that ended-id keys are put on, and when it was granted (local ms). */
   #endedLease: { id: string; at: number } | null = null;
   /** History events written since the last prune. */
@@ -113,6 +111,9 @@ export class EtcdStore implements LockStore {
         });
       },
     });
+    this.#versions = new VersionWatch({
+      client: this.#client, layout: this.#layout, origin: this.#origin, onDue: (nextDue, clock) => this.#due.arm(nextDue, clock),
+    });
   }
 
   static async open(url: string, options: EtcdStoreOptions = {}): Promise<EtcdStore> {
@@ -120,8 +121,7 @@ export class EtcdStore implements LockStore {
     try {
       const deadline = performance.now() + store.#options.operationTimeoutMs;
       const revision = await store.#retrying(deadline, async () => (await store.#client.txn([], [], [])).revision);
-      store.#watched = revision;
-      store.#watch();
+      if (!store.#closed) store.#versions.start(revision);
       return store;
     } catch (error) {
       await store.close();
@@ -391,7 +391,7 @@ export class EtcdStore implements LockStore {
 
   /** After a commit (or a validated read): publish, re-arm, answer each operation. */
   #settle(live: Pending[], results: ops.Result<unknown>[], changes: StoreChange[], table: EtcdTable): void {
-    this.#publish(changes);
+    this.#versions.publish(changes);
     const due = table.nextDue();
     if (due !== null) this.#due.arm(due, table.now());
     for (const r of results) this.#appended += r.changes.filter((c) => c.type !== 'waiting' && c.type !== 'timed-out' && c.type !== 'left').length;
@@ -409,48 +409,6 @@ export class EtcdStore implements LockStore {
     const id = await this.#client.grantLease(ENDED_TTL_S);
     this.#endedLease = { id, at };
     return id;
-  }
-
-  #publish(changes: StoreChange[]): void {
-    for (const change of changes) {
-      for (const listener of this.#listeners) {
-        try {
-          listener(change);
-        } catch {
-          // A listener's failure is its own; it never breaks the store.
-        }
-      }
-    }
-  }
-
-  /** Follows the version records: other processes' changes are published, their due times armed. */
-  #watch(): void {
-    if (this.#closed) return;
-    this.#stopWatch = this.#client.watch(
-      this.#layout.versions,
-      prefixEnd(this.#layout.versions),
-      this.#watched + 1,
-      (events, revision) => {
-        for (const { type, kv } of events) {
-          this.#watched = Math.max(this.#watched, kv.modRevision);
-          if (type !== 'put') continue;
-          const version = decodeVersion(kv.value);
-          if (version.origin === this.#origin) continue;
-          for (const change of version.changes) if (change.fence !== null) change.fence = resolve(change.fence, kv.modRevision);
-          this.#publish(version.changes);
-          if (version.nextDue !== null) this.#due.arm(version.nextDue, version.clock);
-        }
-        // A progress notice: nothing below `revision` is left to deliver.
-        if (events.length === 0) this.#watched = Math.max(this.#watched, revision);
-      },
-      (error) => {
-        this.#stopWatch = null;
-        if (this.#closed) return;
-        // Compacted away: changes in between are lost (waiters' heartbeats cover them); go on from there.
-        if (error instanceof WatchCancelledError && error.compactRevision > 0) this.#watched = error.compactRevision - 1;
-        setTimeout(() => this.#watch(), WATCH_RETRY_MS).unref();
-      },
-    );
   }
 
   acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
@@ -516,16 +474,13 @@ export class EtcdStore implements LockStore {
     return due;
   }
   watch(listener: (change: StoreChange) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#versions.listen(listener);
   }
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#due.stop();
-    this.#stopWatch?.();
-    this.#stopWatch = null;
-    this.#listeners.clear();
+    this.#versions.close();
     // Operations in flight finish (or fail) on their own; queued ones are refused.
     for (const op of this.#pending.splice(0)) op.reject(new StoreUnavailableError('the store is closed'));
     this.#client.close();
