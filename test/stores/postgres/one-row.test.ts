@@ -120,6 +120,7 @@ describe('postgres store: one row per lease', () => {
       await store.close();
     }
   });
+
   test('an operation in flight when the upgrade starts commits first: no event id is given twice', async () => {
     const schema = schemaFor();
     const q = pg.escapeIdentifier(schema);
@@ -132,6 +133,7 @@ describe('postgres store: one row per lease', () => {
     try {
       await inFlight.query(`BEGIN; SET LOCAL search_path = ${q}, pg_catalog; SELECT hf_acquire(${json('a')}, 0, 5000, 'x')`);
       const opening = openStore(schema, { autoSweep: false });
+      opening.catch(() => {}); // awaited below; not unhandled meanwhile
       await sleep(300); // the migration waits for the lock on leases and history
       await inFlight.query('COMMIT');
       const store = await opening;
