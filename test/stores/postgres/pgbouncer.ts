@@ -46,6 +46,16 @@ export async function startPgBouncer(upstream: string, options: { poolSize?: num
   if (!existsSync(PGBOUNCER_BIN)) {
     throw new Error(`${PGBOUNCER_BIN} does not exist: install PgBouncer (apt-get install pgbouncer) or set HOLDFAST_TEST_PGBOUNCER`);
   }
+  // The free port may be taken by another process before PgBouncer binds it (tests run in
+  // parallel): then PgBouncer exits, and another port is tried.
+  for (let attempt = 1; ; attempt++) {
+    const started = await startOnce(upstream, options);
+    if (started !== 'port taken') return started;
+    if (attempt === 5) throw new Error('pgbouncer did not start: five free ports were taken before it could bind one');
+  }
+}
+
+async function startOnce(upstream: string, options: { poolSize?: number }): Promise<PgBouncer | 'port taken'> {
   const target = new URL(upstream);
   const database = decodeURIComponent(target.pathname.replace(/^\//, '')) || 'postgres';
   const user = decodeURIComponent(target.username) || 'postgres';
@@ -88,17 +98,22 @@ export async function startPgBouncer(upstream: string, options: { poolSize?: num
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const log = (): string => {
     try {
-      return readFileSync(join(dir, 'pgbouncer.log'), 'utf8').slice(-2000);
+      return readFileSync(join(dir, 'pgbouncer.log'), 'utf8').slice(-4000);
     } catch {
       return '';
     }
   };
+  // Ready when this PgBouncer says it listens on the port (something else may accept there) and
+  // still runs.
   const giveUp = Date.now() + 10_000;
-  while (!(await accepting(port))) {
+  while (!(log().includes(`listening on 127.0.0.1:${port}`) && child.exitCode === null && (await accepting(port)))) {
     if (child.exitCode !== null || Date.now() > giveUp) {
       child.kill('SIGKILL');
+      process.removeListener('exit', killOnExit);
+      const why = stderr.trim() || log() || `exit ${child.exitCode}`;
       rmSync(dir, { recursive: true, force: true });
-      throw new Error(`pgbouncer did not start: ${stderr.trim() || log() || `exit ${child.exitCode}`}`);
+      if (child.exitCode !== null && /address already in use/i.test(why)) return 'port taken';
+      throw new Error(`pgbouncer did not start: ${why}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
