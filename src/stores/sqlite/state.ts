@@ -355,9 +355,9 @@ export class SqliteState implements TableState {
   /**
    * The id of the next history event (an acquire or an end), read from the rows (one above the
    * newest; the caller writes it at once). Ids are consecutive, so the newest `historyLimit` of
-   * them are kept by trimming the rows of leases that ended before them. The trim is amortized: every PRUNE_EVERY events a
-   * slice of at most PRUNE_SLICE rows goes (each row is up to two events: a backlog shrinks),
-   * never a thousand rows at once inside one caller's transaction.
+   * them are kept by trimming the rows of leases that ended before them. The trim is amortized:
+   * every PRUNE_EVERY events a slice of at most PRUNE_SLICE rows goes (each row is up to two
+   * events: a backlog shrinks), never a thousand rows at once inside one caller's transaction.
    */
   #nextEvent(): number {
     const id = this.#value(this.#s.NEXT_HISTORY_ID);

@@ -13,6 +13,16 @@ import { admin, dropSchema, freshSchema, openStore, POSTGRES_URL, request, sleep
 
 const once = { waitMs: 0, waiterTtlMs: 5000 };
 
+/** Migrations 1-5 only, applied to `schema`: a schema as the build before migration 6 made it. */
+async function schemaBeforeOneRow(schema: string): Promise<void> {
+  const script = migrationScript(schema);
+  await admin(`BEGIN; ${script.slice(0, script.indexOf('-- migration 6:'))} COMMIT;`);
+}
+
+/** hf_acquire's request argument (a quoted literal) for one exclusive key. */
+const requestLiteral = (id: string, owner: string, key: string): string =>
+  pg.escapeLiteral(JSON.stringify({ id, owner, resources: [{ key, mode: 'exclusive', limit: null }], ttlMs: 600_000, metadata: {}, lockDelayMs: 0 }));
+
 const shape = (events: HistoryEvent[]): Array<[number, string, string, number]> =>
   events.map((e) => [e.id, e.type, e.owner, e.fence]);
 
@@ -82,14 +92,11 @@ describe('postgres store: one row per lease', () => {
   test('a schema made by migration 5 keeps its events and their ids', async () => {
     const schema = schemaFor();
     const q = pg.escapeIdentifier(schema);
-    const script = migrationScript(schema);
-    await admin(`BEGIN; ${script.slice(0, script.indexOf('-- migration 6:'))} COMMIT;`);
+    await schemaBeforeOneRow(schema);
     const call = (sql: string): Promise<unknown> => admin(`SET search_path = ${q}, pg_catalog; ${sql}; RESET search_path`);
-    const requestJson = (id: string, key: string): string =>
-      pg.escapeLiteral(JSON.stringify({ id, owner: 'old', resources: [{ key, mode: 'exclusive', limit: null }], ttlMs: 600_000, metadata: {}, lockDelayMs: 0 }));
     // Through migration 5's own functions: live, ended, ended with its grant pruned, live with its grant pruned.
     for (const [id, key] of [['live', 'up/live'], ['ended', 'up/ended'], ['pruned-end', 'up/p1'], ['pruned-live', 'up/p2']]) {
-      await call(`SELECT hf_acquire(${requestJson(id!, key!)}, 0, 5000, 'x')`);
+      await call(`SELECT hf_acquire(${requestLiteral(id!, 'old', key!)}, 0, 5000, 'x')`);
     }
     await call(`SELECT hf_release('ended', 'x')`);
     await call(`SELECT hf_release('pruned-end', 'x')`);
@@ -124,14 +131,11 @@ describe('postgres store: one row per lease', () => {
   test('an operation in flight when the upgrade starts commits first: no event id is given twice', async () => {
     const schema = schemaFor();
     const q = pg.escapeIdentifier(schema);
-    const script = migrationScript(schema);
-    await admin(`BEGIN; ${script.slice(0, script.indexOf('-- migration 6:'))} COMMIT;`);
-    const json = (id: string): string =>
-      pg.escapeLiteral(JSON.stringify({ id, owner: 'o', resources: [{ key: `fly/${id}`, mode: 'exclusive', limit: null }], ttlMs: 600_000, metadata: {}, lockDelayMs: 0 }));
+    await schemaBeforeOneRow(schema);
     const inFlight = new pg.Client({ connectionString: POSTGRES_URL });
     await inFlight.connect();
     try {
-      await inFlight.query(`BEGIN; SET LOCAL search_path = ${q}, pg_catalog; SELECT hf_acquire(${json('a')}, 0, 5000, 'x')`);
+      await inFlight.query(`BEGIN; SET LOCAL search_path = ${q}, pg_catalog; SELECT hf_acquire(${requestLiteral('a', 'o', 'fly/a')}, 0, 5000, 'x')`);
       const opening = openStore(schema, { autoSweep: false });
       opening.catch(() => {}); // awaited below; not unhandled meanwhile
       await sleep(300); // the migration waits for the lock on leases and history
