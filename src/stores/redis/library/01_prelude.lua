@@ -22,7 +22,8 @@ Fences, kept and answered as decimal strings (cjson keeps 14 digits), are
 Metadata is kept as the JSON text the client sent (never decoded here) and answered as a string.
 
 Keys under the base:
-  meta HASH fence, seq, hist, delay, lo:lexp, lo:wdue, lo:ddue (lower bounds of the due sets, 'e': empty)
+  meta HASH fence, seq, hist, delay, lo:lexp, lo:wdue, lo:ddue (lower bounds of the due sets, 'e': empty);
+       a writing function reads fence, hist and the bounds first and writes what changed last, in one HSET
   leases HASH id -> lease JSON     lexp ZSET expiry -> id
   ended ZSET end time -> id (the last 100000, trimmed now and then)   rid HASH owner\0requestId -> id   own:<owner> SET ids
   hx:<key> HASH lease id -> code (held rows on the key; code `e`, `s` or `s<limit>`)
@@ -51,9 +52,10 @@ local L, W, changes
 -- on its scores (`lo:<set>`, 'e' when empty), lowered in the same call as any ZADD below it, so a
 -- call reads a set only when something in it may be due. Per call, loaded by settle(): lo[z] the
 -- bound (false: the set is empty), exact[z] whether it is the set's lowest score, stored[z] what
--- meta holds; lastFence, meta's fence.
+-- meta holds; lastFence and lastHist, meta's fence and last history id. metaOut: the fields of meta
+-- this call changed, written with one HSET when it answers (flushMeta).
 local DUE_SETS = { 'lexp', 'wdue', 'ddue' }
-local lo, exact, stored, lastFence
+local lo, exact, stored, lastFence, lastHist, metaOut
 -- cjson is not reachable while the library loads either: set by begin().
 local NULL
 
@@ -68,7 +70,7 @@ local function begin(keys, args)
   nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
   now = math.floor(nowUs / 1000)
   L, W, changes = {}, {}, {}
-  lo, exact, stored, lastFence = {}, {}, nil, nil
+  lo, exact, stored, lastFence, lastHist, metaOut = {}, {}, nil, nil, nil, {}
 end
 
 local function dec(n) return string.format('%d', n) end

@@ -16,11 +16,19 @@ end
 local function lease(id) return record(L, 'leases', id) end
 local function waiter(id) return record(W, 'waiters', id) end
 
+-- A field of meta to write when the call answers.
+local function setMeta(field, v) metaOut[#metaOut + 1] = field; metaOut[#metaOut + 1] = v end
+-- Writes the fields of meta this call changed (a field set twice: the later value wins).
+local function flushMeta()
+  if #metaOut > 0 then call('HSET', k('meta'), unpack(metaOut)) end
+  metaOut = {}
+end
+
 -- Writes lo[z] to meta when it differs from what meta holds.
 local function storeLo(z)
   local v = lo[z] and dec(lo[z]) or 'e'
   if stored[z] ~= v then
-    call('HSET', k('meta'), 'lo:' .. z, v)
+    setMeta('lo:' .. z, v)
     stored[z] = v
   end
 end
@@ -30,13 +38,14 @@ local function readHead(z)
   exact[z] = true
   storeLo(z)
 end
--- Reads meta's fence and due bounds (every writing function, first thing in settle()).
+-- Reads meta's fence, history id and due bounds (every writing function, first thing in settle()).
 local function loadMeta()
-  local m = call('HMGET', k('meta'), 'fence', 'lo:lexp', 'lo:wdue', 'lo:ddue')
+  local m = call('HMGET', k('meta'), 'fence', 'hist', 'lo:lexp', 'lo:wdue', 'lo:ddue')
   lastFence = m[1] or '0'
+  lastHist = tonumber(m[2]) or 0
   stored = {}
   for i, z in ipairs(DUE_SETS) do
-    local v = m[i + 1]
+    local v = m[i + 2]
     stored[z] = v or nil
     if not v then readHead(z)
     elseif v == 'e' then lo[z], exact[z] = false, true
@@ -201,7 +210,10 @@ local function anyDelay(key)
 end
 
 local function appendHistory(etype, reason, by, at, l)
-  local id = call('HINCRBY', k('meta'), 'hist', 1)
+  if lastHist == nil then error('holdfast: the history id was not loaded') end
+  lastHist = lastHist + 1
+  setMeta('hist', dec(lastHist))
+  local id = lastHist
   local e = { id = id, at = at, type = etype, owner = l.owner, fence = l.fence, resources = l.res, by = by or NULL, reason = reason or NULL }
   -- Trimmed back to the limit once it is 64 over (reads never look past the limit).
   if call('LPUSH', k('hist'), cjson.encode(e)) >= histLimit + 64 then call('LTRIM', k('hist'), 0, histLimit - 1) end
@@ -210,7 +222,7 @@ end
 local function nextFence()
   if lastFence == nil then error('holdfast: the fence was not loaded') end
   lastFence = dec(math.max(tonumber(lastFence) + 1, nowUs))
-  call('HSET', k('meta'), 'fence', lastFence)
+  setMeta('fence', lastFence)
   return lastFence
 end
 

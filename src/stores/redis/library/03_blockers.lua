@@ -161,6 +161,25 @@ local function findBlockers(resources, seq, selfId, heldFirst)
   return holders, lastEnd, firstEnd
 end
 
+-- The cheap form for a new exclusive request on one key: true when nothing is held, queued or
+-- lock-delayed on the key, its ancestors or below it (every such row blocks it), with one EXISTS
+-- of the index keys findBlockers would read (Redis deletes a hash, set or sorted set that empties).
+local function clearForExclusive(key)
+  local names, anc = { k('hx:' .. key), k('hu:' .. key) }, ancestors(key)
+  for _, a in ipairs(anc) do names[#names + 1] = k('hx:' .. a) end
+  if maybeAny('wdue') then
+    names[#names + 1] = k('wx:' .. key)
+    names[#names + 1] = k('wu:' .. key)
+    for _, a in ipairs(anc) do names[#names + 1] = k('wx:' .. a) end
+  end
+  if maybeAny('ddue') then
+    names[#names + 1] = k('dx:' .. key)
+    names[#names + 1] = k('du:' .. key)
+    for _, a in ipairs(anc) do names[#names + 1] = k('dx:' .. a) end
+  end
+  return call('EXISTS', unpack(names)) == 0
+end
+
 -- The cheap form for promotion: true at the first blocker.
 local function isBlocked(resources, seq, selfId)
   local below = '(' .. dec(seq)

@@ -134,7 +134,9 @@ local function queued(w)
 end
 
 local function answer(value, err)
-  local out = { value = value, changes = changes, nextDue = nextDue() or NULL, now = now }
+  local due = nextDue()
+  flushMeta()
+  local out = { value = value, changes = changes, nextDue = due or NULL, now = now }
   if err then out.error = err end
   return cjson.encode(out)
 end
@@ -159,10 +161,16 @@ local function acquire(keys, args)
     end
   end
   local busy = { status = 'busy', holders = {}, retryAfterMs = 0, now = now }
-  if lease(req.id) or waiter(req.id) or call('ZSCORE', k('ended'), req.id) then
+  if call('HEXISTS', k('leases'), req.id) == 1 or (maybeAny('wdue') and call('HEXISTS', k('waiters'), req.id) == 1)
+    or call('ZSCORE', k('ended'), req.id) then
     return answer(busy, { field = 'id', message = 'this lease id was already used' })
   end
-  local holders, lastEnd, firstEnd = findBlockers(req.res, INF, req.id, false)
+  local holders, lastEnd, firstEnd
+  if #req.res == 1 and req.res[1].mode == 'exclusive' and clearForExclusive(req.res[1].key) then
+    holders = {}
+  else
+    holders, lastEnd, firstEnd = findBlockers(req.res, INF, req.id, false)
+  end
   if holders == nil then return answer(busy, { field = lastEnd, message = firstEnd }) end
   if #holders == 0 then return answer({ status = 'granted', lease = publicLease(grant(req, false)), now = now }) end
   local retry, check = hints(lastEnd, firstEnd)
