@@ -8,7 +8,8 @@
  * not measured.
  */
 import { randomBytes } from 'node:crypto';
-import { Notifier } from './harness.js';
+import type { Locks } from '../src/index.js';
+import { HOLDFAST, Notifier } from './harness.js';
 
 export interface HandoffClient {
   /** Waits for the lock; returns its release. */
@@ -73,4 +74,47 @@ export async function measureForeignHandoff(subject: HandoffSubject, waiters: nu
     await Promise.allSettled(clients.map((c) => c.close()));
   }
   return samples;
+}
+
+/**
+ * holdfast as a subject: client `i` is a `Locks` object of its own (owner `h<i>`, so its own store
+ * connection), acquiring with `waitMs` 600 s, no renewal and `ttlMs` (the default when undefined). A client counts as queued
+ * on a key from the store's `waiting` change of its request (the answer that queued the ticket,
+ * which its `Locks` emits as a `change`) until its `acquire` returns, so `queued` makes no store
+ * call. It used to call `list()` on every check: with 100 Redis waiters that read every waiter
+ * back between two hand-offs, and the garbage it left (13 collections in 400 hand-offs, against 3
+ * without it) was most of the measured p99 (2.1-2.3 ms, against 0.7-0.9 ms).
+ */
+export function holdfastHandoffSubject(open: (owner: string) => Promise<Locks>, ttlMs?: number): HandoffSubject {
+  /** The key each queued client waits on. */
+  const waitingOn = new Map<number, string>();
+  return {
+    name: HOLDFAST,
+    open: async (i) => {
+      const owner = `h${i}`;
+      const locks = await open(owner);
+      let current: string | null = null;
+      locks.on('change', (change) => {
+        if (change.type === 'waiting' && change.owner === owner && current !== null && change.keys.includes(current)) waitingOn.set(i, current);
+      });
+      return {
+        lock: async (key) => {
+          current = key;
+          try {
+            const lease = await locks.acquire(key, { waitMs: 600_000, autoRenew: false, ...(ttlMs === undefined ? {} : { ttlMs }) });
+            return async () => void (await lease.release());
+          } finally {
+            current = null;
+            waitingOn.delete(i);
+          }
+        },
+        close: () => locks.close(),
+      };
+    },
+    queued: async (key) => {
+      let n = 0;
+      for (const on of waitingOn.values()) if (on === key) n++;
+      return n;
+    },
+  };
 }

@@ -13,15 +13,15 @@
  * Cases: uncontended pairs/s and pair latency with 1 caller and with 16 callers (each on its own
  * key); hand-off (release → the next waiter holds the lock) p50/p99 with 1 and with 20 waiters
  * on one key, every client its own store object (its own "process"). A holder releases only once
- * every other client is queued (holdfast: `list()` shows them; etcd-lock: their keys exist), so a
- * sample is a real hand-off. Holdfast adds to what etcd's lock does: fairness across keys, shared
+ * every other client is queued (holdfast: the store queued its request; etcd-lock: their keys
+ * exist), so a sample is a real hand-off. Holdfast adds to what etcd's lock does: fairness across keys, shared
  * modes and limits, hierarchical keys, lock-delay, fences checked by its register.
  */
 import { randomBytes } from 'node:crypto';
 import { openLocks, type Locks } from '../../src/index.js';
 import { b64, EtcdClient, prefixEnd } from '../../src/stores/etcd/client.js';
 import { EtcdCluster, clusterUnavailable } from '../../test/stores/etcd/cluster.js';
-import { measureForeignHandoff as measureHandoff, type HandoffSubject } from '../foreign-handoff.js';
+import { holdfastHandoffSubject, measureForeignHandoff as measureHandoff, type HandoffSubject } from '../foreign-handoff.js';
 import { compare, HOLDFAST, pick, SkipError, summarize, type BenchContext } from '../harness.js';
 
 const endpointsOf = (cluster: EtcdCluster): string[] => cluster.members.map((m) => `127.0.0.1:${m.clientPort}`);
@@ -94,20 +94,7 @@ export async function etcdSuite(ctx: BenchContext): Promise<void> {
     }
 
     const subjects: HandoffSubject[] = [
-      {
-        name: HOLDFAST,
-        open: async (i) => {
-          const l = await open(`h${i}`);
-          return {
-            lock: async (key) => {
-              const lease = await l.acquire(key, { waitMs: 600_000, autoRenew: false });
-              return async () => void (await lease.release());
-            },
-            close: () => l.close(),
-          };
-        },
-        queued: async (key) => (await locks.list({ prefix: key })).waiters.length,
-      },
+      holdfastHandoffSubject(open),
       {
         name: 'etcd-lock',
         open: async () => {

@@ -23,7 +23,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { openLocks, type Locks } from '../../src/index.js';
-import { measureForeignHandoff, type HandoffSubject } from '../foreign-handoff.js';
+import { holdfastHandoffSubject, measureForeignHandoff, type HandoffSubject } from '../foreign-handoff.js';
 import { compare, HOLDFAST, pick, SkipError, summarize, type BenchContext, type Row } from '../harness.js';
 import { anchorLock, ANCHORS, RETRY_MS, type AnchorLock, type AnchorName } from '../redis-anchors.js';
 import { latencyBelow, ratioAtLeast } from '../targets.js';
@@ -156,21 +156,7 @@ async function handoffs(ctx: BenchContext, suite: string, open: (owner: string) 
     quick: { warmup: 5, samples: 100, timeMs: 2000 },
     smoke: { warmup: 0, samples: 2, timeMs: 500 },
   });
-  const observer = await open('observer');
-  const holdfast: HandoffSubject = {
-    name: HOLDFAST,
-    open: async (i) => {
-      const locks = await open(`h${i}`);
-      return {
-        lock: async (key) => {
-          const lease = await locks.acquire(key, { waitMs: 600_000, autoRenew: false, ttlMs: 60_000 });
-          return async () => void (await lease.release());
-        },
-        close: () => locks.close(),
-      };
-    },
-    queued: async (key) => (await observer.list({ prefix: key })).waiters.length,
-  };
+  const holdfast = holdfastHandoffSubject(open, 60_000);
   const subjects = [holdfast, ...ANCHORS.map((name) => pollerSubject(name, connect, prefix))];
   for (const waiters of pick(ctx, { full: [1, 100], quick: [1, 100], smoke: [1, 3] })) {
     const caseName = `hand-off, ${waiters} waiter${waiters === 1 ? '' : 's'}`;
