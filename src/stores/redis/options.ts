@@ -30,6 +30,13 @@ export interface RedisStoreOptions {
    */
   replicaTimeoutMs?: number | undefined;
   /**
+   * Connections for operations (the inbox reader has one more, from the first queued ticket). An
+   * operation goes on the one with the fewest calls in flight; with two, Redis runs one
+   * connection's calls while this process handles the other's answers. 1 to 16.
+   * @default 2
+   */
+  connections?: number | undefined;
+  /**
    * How long opening may take before it fails with STORE_UNAVAILABLE: connecting, and waiting
    * for a Redis that has just started and answers LOADING while it reads its AOF or RDB.
    * 100 to 600000 ms.
@@ -62,6 +69,7 @@ export const REDIS_DEFAULTS = Object.freeze({
   historyLimit: 10_000,
   replicas: 0,
   replicaTimeoutMs: 1000,
+  connections: 2,
   connectTimeoutMs: 5000,
   reconnectMaxMs: 2000,
   autoSweep: true,
@@ -73,6 +81,7 @@ export interface ResolvedRedisOptions {
   historyLimit: number;
   replicas: number;
   replicaTimeoutMs: number;
+  connections: number;
   connectTimeoutMs: number;
   reconnectMaxMs: number;
   autoSweep: boolean;
@@ -103,6 +112,7 @@ export function resolveRedisOptions(options: RedisStoreOptions = {}): ResolvedRe
     historyLimit: integerIn(options.historyLimit ?? REDIS_DEFAULTS.historyLimit, 'options.historyLimit', 100, 10_000_000),
     replicas: integerIn(options.replicas ?? REDIS_DEFAULTS.replicas, 'options.replicas', 0, 16),
     replicaTimeoutMs: integerIn(options.replicaTimeoutMs ?? REDIS_DEFAULTS.replicaTimeoutMs, 'options.replicaTimeoutMs', 1, 60_000),
+    connections: integerIn(options.connections ?? REDIS_DEFAULTS.connections, 'options.connections', 1, 16),
     connectTimeoutMs: integerIn(options.connectTimeoutMs ?? REDIS_DEFAULTS.connectTimeoutMs, 'options.connectTimeoutMs', 100, 600_000),
     reconnectMaxMs: integerIn(options.reconnectMaxMs ?? REDIS_DEFAULTS.reconnectMaxMs, 'options.reconnectMaxMs', 10, 600_000),
     autoSweep: booleanOption(options.autoSweep ?? REDIS_DEFAULTS.autoSweep, 'options.autoSweep'),

@@ -11,11 +11,12 @@
  * published from the functions' answers. An unref'd timer at the next due time sweeps expiries.
  *
  * Client: node-redis 5 (`@redis/client`), the maintained Node client (ioredis is in best-effort
- * maintenance); one multiplexed connection for operations (CLIENT SETNAME `holdfast:<prefix>`),
- * one for the inbox's blocking XREAD (`holdfast-inbox:<prefix>`), opened with the first ticket.
+ * maintenance); `connections` (2) multiplexed connections for operations (connections.ts; CLIENT
+ * SETNAME `holdfast:<prefix>`), one for the inbox's blocking XREAD (`holdfast-inbox:<prefix>`),
+ * opened with the first ticket.
  */
 import { randomBytes } from 'node:crypto';
-import { createClient, type RedisClientType } from '@redis/client';
+import type { RedisClientType } from '@redis/client';
 import { InvalidRequestError, StoreUnavailableError } from '../../model/errors.js';
 import type { HistoryEvent, HistoryQuery, LeaseRecord, LockRequest, LockTable } from '../../model/types.js';
 import type {
@@ -27,6 +28,7 @@ import {
   toRenewOutcome, type FunctionResult,
 } from './convert.js';
 import { ChangeHub } from '../change-hub.js';
+import { Connections, type Connection } from './connections.js';
 import { DueTimer } from '../due-timer.js';
 import { Inbox } from './inbox.js';
 import { LIBRARY_CODE, LIBRARY_VERSION } from './library.generated.js';
@@ -43,7 +45,7 @@ export function baseOf(prefix: string): string {
 export class RedisStore implements LockStore {
   readonly info: StoreInfo = { kind: 'redis', durable: false, wakeups: 'complete' };
   readonly #options: ResolvedRedisOptions;
-  readonly #client: RedisClientType;
+  readonly #connections: Connections;
   readonly #base: string;
   /** Names this object's inbox; tells the library where to push grants of its tickets. */
   readonly #origin = randomBytes(9).toString('base64url');
@@ -51,7 +53,6 @@ export class RedisStore implements LockStore {
   readonly #pending = new Set<Promise<unknown>>();
   #inbox: Inbox | null = null;
   #closed = false;
-  #inFlight = 0;
   #due: DueTimer;
 
   private constructor(url: string, options: ResolvedRedisOptions) {
@@ -64,17 +65,9 @@ export class RedisStore implements LockStore {
       },
     });
     this.#base = baseOf(options.prefix);
-    this.#client = createClient({
-      url,
-      name: `holdfast:${options.prefix}`,
-      disableOfflineQueue: true,
-      socket: {
-        connectTimeout: options.connectTimeoutMs,
-        reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 16), options.reconnectMaxMs),
-      },
-    }) as RedisClientType;
-    // Errors reach the callers of the operations; an idle connection that breaks reconnects.
-    this.#client.on('error', () => {});
+    this.#connections = new Connections({
+      url, count: options.connections, name: `holdfast:${options.prefix}`, connectTimeoutMs: options.connectTimeoutMs, reconnectMaxMs: options.reconnectMaxMs,
+    });
   }
 
   /** Connects, checks the server and loads the library. */
@@ -85,7 +78,7 @@ export class RedisStore implements LockStore {
       await store.#connect();
     } catch (error) {
       store.#closed = true;
-      store.#client.destroy();
+      store.#connections.destroy();
       throw toHoldfastError(error);
     }
     return store;
@@ -97,18 +90,16 @@ export class RedisStore implements LockStore {
    * `connectTimeoutMs` of the start.
    */
   async #connect(): Promise<void> {
-    const client = this.#client;
     const deadline = Date.now() + this.#options.connectTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no connection within ${this.#options.connectTimeoutMs} ms`)), this.#options.connectTimeoutMs);
     });
     try {
-      await Promise.race([client.connect(), timeout]);
+      await Promise.race([this.#connections.connect(), timeout]);
     } finally {
       clearTimeout(timer);
     }
-    client.unref();
     await whileLoading(deadline, this.#options.connectTimeoutMs, async () => {
       const server = String(await this.#send(['INFO', 'server']));
       const version = /redis_version:(\d+)\.(\d+)/.exec(server);
@@ -140,14 +131,9 @@ export class RedisStore implements LockStore {
     }
   }
 
-  /** One command on the operations connection; the socket keeps the process alive only meanwhile. */
-  async #send(args: string[]): Promise<unknown> {
-    if (this.#inFlight++ === 0) this.#client.ref();
-    try {
-      return await this.#client.sendCommand(args);
-    } finally {
-      if (--this.#inFlight === 0) this.#client.unref();
-    }
+  /** One command on `on` (by default the operations connection with the fewest in flight). */
+  #send(args: string[], on?: Connection): Promise<unknown> {
+    return this.#connections.send(args, on);
   }
 
   #track<T>(promise: Promise<T>): Promise<T> {
@@ -159,8 +145,8 @@ export class RedisStore implements LockStore {
     return promise;
   }
 
-  /** FCALL (or FCALL_RO) of one library function; reloads the library once when Redis lost it. */
-  async #fcall(name: string, args: Array<string | number>, signal: AbortSignal | undefined, readOnly = false): Promise<unknown> {
+  /** FCALL (or FCALL_RO) of one library function on `on`; reloads the library once when Redis lost it. */
+  async #fcall(name: string, args: Array<string | number>, signal: AbortSignal | undefined, readOnly = false, on = this.#connections.pick()): Promise<unknown> {
     if (this.#closed) throw new StoreUnavailableError('the store is closed');
     signal?.throwIfAborted();
     const command = [
@@ -169,13 +155,13 @@ export class RedisStore implements LockStore {
     ];
     const run = async (): Promise<unknown> => {
       try {
-        return await this.#send(command);
+        return await this.#send(command, on);
       } catch (error) {
         // The function did not run: load the library and call again.
         if (!/function not found/i.test(String((error as Error)?.message))) throw toHoldfastError(error);
         try {
           await this.#loadLibrary();
-          return await this.#send(command);
+          return await this.#send(command, on);
         } catch (again) {
           throw toHoldfastError(again);
         }
@@ -184,9 +170,12 @@ export class RedisStore implements LockStore {
     return this.#track(run());
   }
 
-  /** A writing function: its value, after publishing its changes and arming the sweep timer. */
-  async #write(name: string, args: Array<string | number>, signal: AbortSignal | undefined): Promise<FunctionResult> {
-    const result = toFunctionResult(await this.#fcall(name, args, signal));
+  /**
+   * A writing function: its value, after publishing its changes and arming the sweep timer.
+   * `on`: the connection it goes on (the least busy by default; a grant's WAIT must follow it there).
+   */
+  async #write(name: string, args: Array<string | number>, signal: AbortSignal | undefined, on = this.#connections.pick()): Promise<FunctionResult> {
+    const result = toFunctionResult(await this.#fcall(name, args, signal, false, on));
     this.#hub.publish(result.changes);
     this.#due.arm(result.nextDue, result.now);
     if (result.error) throw new InvalidRequestError(result.error.field, result.error.message);
@@ -194,14 +183,15 @@ export class RedisStore implements LockStore {
   }
 
   /**
-   * With `replicas`: WAIT until that many replicas have what this connection wrote. A lease
-   * granted to the caller that too few replicas acknowledged is released again, and the call fails.
+   * With `replicas`: WAIT until that many replicas have what connection `on` wrote (the grant's
+   * call went on it). A lease granted to the caller that too few replicas acknowledged is
+   * released again, and the call fails.
    */
-  async #replicate(grantedId: string | null, signal: AbortSignal | undefined): Promise<void> {
+  async #replicate(grantedId: string | null, signal: AbortSignal | undefined, on: Connection): Promise<void> {
     if (this.#options.replicas === 0 || grantedId === null) return;
     let acked = 0;
     try {
-      acked = Number(await this.#send(['WAIT', String(this.#options.replicas), String(this.#options.replicaTimeoutMs)]));
+      acked = Number(await this.#send(['WAIT', String(this.#options.replicas), String(this.#options.replicaTimeoutMs)], on));
     } catch (error) {
       await this.release(grantedId, {}).catch(() => {});
       throw toHoldfastError(error);
@@ -216,7 +206,7 @@ export class RedisStore implements LockStore {
   /** The inbox reader starts with the first ticket this object queues. */
   #startInbox(): void {
     if (this.#inbox !== null || this.#closed) return;
-    const reader = this.#client.duplicate({ name: `holdfast-inbox:${this.#options.prefix}`, disableOfflineQueue: false }) as RedisClientType;
+    const reader = this.#connections.first.duplicate({ name: `holdfast-inbox:${this.#options.prefix}`, disableOfflineQueue: false }) as RedisClientType;
     reader.on('error', () => {});
     this.#inbox = new Inbox(reader, `${this.#base}in:${this.#origin}`, (change) => {
       if (!this.#closed) this.#hub.publishOnce(change);
@@ -230,17 +220,19 @@ export class RedisStore implements LockStore {
   }
 
   async acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
-    const result = await this.#write('acquire', [requestJson(request), options.waitMs, options.waiterTtlMs], options.signal);
+    const on = this.#connections.pick();
+    const result = await this.#write('acquire', [requestJson(request), options.waitMs, options.waiterTtlMs], options.signal, on);
     const outcome = toAcquireOutcome(result.value);
     if (outcome.status === 'queued') this.#startInbox();
-    if (outcome.status === 'granted') await this.#replicate(outcome.lease.id, options.signal);
+    if (outcome.status === 'granted') await this.#replicate(outcome.lease.id, options.signal, on);
     return outcome;
   }
 
   async poll(ticket: string, options: CallOptions = {}): Promise<PollOutcome> {
-    const outcome = toPollOutcome((await this.#write('poll', [ticket], options.signal)).value);
+    const on = this.#connections.pick();
+    const outcome = toPollOutcome((await this.#write('poll', [ticket], options.signal, on)).value);
     if (outcome.status === 'queued') this.#startInbox();
-    if (outcome.status === 'granted') await this.#replicate(outcome.lease.id, options.signal);
+    if (outcome.status === 'granted') await this.#replicate(outcome.lease.id, options.signal, on);
     return outcome;
   }
 
@@ -294,8 +286,7 @@ export class RedisStore implements LockStore {
     await this.#inbox?.close();
     await Promise.allSettled([...this.#pending]);
     this.#hub.clear();
-    this.#client.ref();
-    await this.#client.close().catch(() => this.#client.destroy());
+    await this.#connections.close();
   }
 }
 

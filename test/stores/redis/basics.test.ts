@@ -28,6 +28,29 @@ describe('Redis store basics', () => {
     await bad('redis://127.0.0.1:6379/0', 'options.replicas', { replicas: -1 });
     await bad('redis://127.0.0.1:6379/0', 'options.historyLimit', { historyLimit: 'many' });
     await bad('redis://127.0.0.1:6379/0', 'options.colour', { colour: 'red' });
+    await bad('redis://127.0.0.1:6379/0', 'options.connections', { connections: 0 });
+    await bad('redis://127.0.0.1:6379/0', 'options.connections', { connections: 17 });
+  });
+
+  it('spreads operations issued together over its connections, each named holdfast:<prefix>', async () => {
+    const ns = redisNamespace(SHARED);
+    namespaces.push(ns);
+    const prefix = new URL(ns.url).searchParams.get('prefix')!;
+    const locks = await openLocks(ns.url, { owner: 'a', storeOptions: { connections: 3 } });
+    const admin = createClient({ url: SHARED });
+    await admin.connect();
+    try {
+      const leases = await Promise.all(Array.from({ length: 30 }, (_, i) => locks.acquire(`spread/${i}`)));
+      const mine = String(await admin.sendCommand(['CLIENT', 'LIST', 'TYPE', 'normal']))
+        .split('\n').filter((line) => line.includes(` name=holdfast:${prefix} `));
+      assert.equal(mine.length, 3, mine.join('\n'));
+      for (const line of mine) assert.match(line, / cmd=fcall /, `every connection ran an operation: ${line}`);
+      await Promise.all(leases.map((lease) => lease.release()));
+      assert.equal((await locks.list()).locks.length, 0);
+    } finally {
+      await admin.close();
+      await locks.close();
+    }
   });
 
   it('an unreachable Redis fails with STORE_UNAVAILABLE within connectTimeoutMs', async () => {
