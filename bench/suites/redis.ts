@@ -5,7 +5,7 @@
  * prefix of this run's that is deleted afterwards (`npm run bench -- redis`):
  *
  *   pairs        uncontended acquire+release pairs/s and pair latency, 1 and 32 in flight, each
- *                caller on its own key
+ *                caller on its own key; and two FCALLs of a no-op function as a floor (FLOOR)
  *   hand-off     release → the next holder's acquire returns, p50/p99, with 1 and 100 waiters on
  *                one key, each client its own connection (its own "process"); a holder releases
  *                once every other client waits (holdfast: queued in the store; a poller: in its
@@ -109,6 +109,13 @@ export async function redisSuite(ctx: BenchContext): Promise<void> {
   }
 }
 
+/**
+ * The floor of any lock with one round trip per operation: a "pair" of two FCALLs of a function
+ * that does nothing (a library of the run's, deleted afterwards), on the anchors' connection.
+ * Its pairs/s bound every such lock's at 1 in flight: one that beats it needs fewer round trips.
+ */
+const FLOOR = 'no-op FCALL pair';
+
 async function pairs(ctx: BenchContext, suite: string, locks: Locks, redis: Redis, prefix: string): Promise<void> {
   const timing = pick(ctx, {
     full: { repeats: 3, warmupMs: 1000, durationMs: 3000 },
@@ -116,11 +123,25 @@ async function pairs(ctx: BenchContext, suite: string, locks: Locks, redis: Redi
     smoke: { repeats: 1, warmupMs: 0, durationMs: 50 },
   });
   const anchors = ANCHORS.map((name) => ({ name, lock: anchorLock(name, redis) }));
-  for (const inFlight of [1, 32]) {
-    await compare(ctx, suite, `pairs, ${inFlight} in flight`, [
-      { name: HOLDFAST, op: async (w) => (await locks.acquire(`pairs/c${w}`, { ttlMs: 10_000 })).release() },
-      ...anchors.map(({ name, lock }) => ({ name, op: async (w: number) => (await lock(`${prefix}:${name}:c${w}`, false))() })),
-    ], { ...timing, concurrency: inFlight, latency: true });
+  const library = `holdfast_bench_${prefix.replace(/\W/g, '_')}`;
+  const noop = `${library}_noop`;
+  await redis.call('FUNCTION', 'LOAD', `#!lua name=${library}\nredis.register_function('${noop}', function() return 1 end)`);
+  try {
+    for (const inFlight of [1, 32]) {
+      await compare(ctx, suite, `pairs, ${inFlight} in flight`, [
+        { name: HOLDFAST, op: async (w) => (await locks.acquire(`pairs/c${w}`, { ttlMs: 10_000 })).release() },
+        ...anchors.map(({ name, lock }) => ({ name, op: async (w: number) => (await lock(`${prefix}:${name}:c${w}`, false))() })),
+        {
+          name: FLOOR,
+          op: async (w: number) => {
+            await redis.call('FCALL', noop, '1', `${prefix}:floor:c${w}`);
+            await redis.call('FCALL', noop, '1', `${prefix}:floor:c${w}`);
+          },
+        },
+      ], { ...timing, concurrency: inFlight, latency: true });
+    }
+  } finally {
+    await redis.call('FUNCTION', 'DELETE', library).catch(() => {});
   }
 }
 
@@ -233,11 +254,21 @@ async function contend(
   });
 }
 
+/** Where holdfast and the anchors stand against the no-op pair (FLOOR), in pairs/s. */
+function floorLine(rows: readonly Row[], caseName: string): string | null {
+  const rate = (subject: string) => rows.find((r) => r.suite === 'redis' && r.case === caseName && r.subject === subject && r.metric === 'pairs/s')?.value;
+  const floor = rate(FLOOR);
+  if (floor === undefined || floor === 0) return null;
+  const of = [HOLDFAST, ...ANCHORS].map((s) => [s, rate(s)] as const).filter((e): e is readonly [string, number] => e[1] !== undefined);
+  return `  (${caseName}, against two no-op FCALLs, ${Math.round(floor)} pairs/s: ${of.map(([s, v]) => `${s} ${(v / floor).toFixed(2)}×`).join(', ')})`;
+}
+
 /** Issue 15's targets, checked against this run's rows. */
 export function redisTargets(rows: readonly Row[]): string[] {
   const out: Array<string | null> = [];
   for (const inFlight of [1, 32]) {
     for (const anchor of ['redis-semaphore', 'redlock']) out.push(ratioAtLeast(rows, 'redis', `pairs, ${inFlight} in flight`, anchor, 1.2));
+    out.push(floorLine(rows, `pairs, ${inFlight} in flight`));
   }
   for (const waiters of ['1 waiter', '100 waiters']) out.push(latencyBelow(rows, 'redis', `hand-off, ${waiters}`, 'p99', 2, `redis hand-off, ${waiters}`, true));
   // O(1): with 500 clients waiting, no more requests per grant than with 10 (up to 1.5x for noise).
