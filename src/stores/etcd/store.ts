@@ -21,7 +21,8 @@
  * Push: each transaction writes its changes into a version record; every store object watches
  * the version records of its namespace and publishes other processes' changes to its listeners
  * (wake-ups are complete), and arms its sweep timer at the next due time the records carry
- * (version-watch.ts).
+ * (version-watch.ts). A root another process wrote is read again at once where this object
+ * holds a lease, so its next release commits at the first try (refresh.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { HoldfastError, StoreUnavailableError } from '../../model/errors.js';
@@ -31,13 +32,15 @@ import type {
   PollOutcome, RenewOutcome, StoreChange, StoreInfo,
 } from '../store.js';
 import * as ops from '../table/operations.js';
-import { EtcdCallError, EtcdClient, prefixEnd, type KeyValue, type TxnOp } from './client.js';
+import { EtcdCallError, EtcdClient, type KeyValue, type TxnOp } from './client.js';
 import { pruneHistory, readHistory } from './history.js';
+import { rangesOf, statesOf } from './reads.js';
 import {
-  decodeDelay, decodeLease, decodeVersion, decodeWaiter, ENDED_TTL_S, Layout, PROVISIONAL, resolve, rootOf, rootsOf,
+  ENDED_TTL_S, Layout, PROVISIONAL, resolve, rootOf, rootsOf,
 } from './layout.js';
 import { DueTimer } from '../due-timer.js';
 import { resolveEtcdOptions, type EtcdStoreOptions, type ResolvedEtcdOptions } from './options.js';
+import { RootRefresh } from './refresh.js';
 import { EtcdTable, type RootState } from './table.js';
 import { VersionWatch } from './version-watch.js';
 
@@ -85,12 +88,15 @@ export class EtcdStore implements LockStore {
   /** Written into the version records, so this object's watch skips its own changes. */
   readonly #origin = randomBytes(8).toString('hex');
   readonly #versions: VersionWatch;
+  readonly #refresh: RootRefresh;
   /** The roots read so far, as last known (checked by the compares of every transaction). */
   readonly #cache = new Map<string, RootState>();
   /** The roots of the leases and waiters in the cache, by id. */
   readonly #rootsById = new Map<string, string[]>();
   #pending: Pending[] = [];
   #draining = false;
+  /** A batch is between reading the cache and copying its roots into its table (refresh.ts). */
+  #preparing = false;
   #closed = false;
   /** Sweeps at the next due time this object has heard of (expiries, waiter deadlines, delays). */
   readonly #due: DueTimer;
@@ -111,8 +117,14 @@ export class EtcdStore implements LockStore {
         });
       },
     });
+    this.#refresh = new RootRefresh({
+      cached: (root) => this.#cache.get(root),
+      read: async (root) => (await this.#client.txn([], this.#readsOf([root]), [])).ranges,
+      absorb: (root, ranges) => void (this.#preparing ? null : this.#absorb([root], ranges)),
+    });
     this.#versions = new VersionWatch({
       client: this.#client, layout: this.#layout, origin: this.#origin, onDue: (nextDue, clock) => this.#due.arm(nextDue, clock),
+      onWritten: (root, revision, changes) => this.#refresh.written(root, revision, changes),
     });
   }
 
@@ -158,42 +170,12 @@ export class EtcdStore implements LockStore {
 
   /** The ranges that read `roots` (every root when null). */
   #readsOf(roots: readonly string[] | null): TxnOp[] {
-    if (roots === null) {
-      return [
-        { range: { key: this.#layout.roots, rangeEnd: prefixEnd(this.#layout.roots) } },
-        { range: { key: this.#layout.versions, rangeEnd: prefixEnd(this.#layout.versions) } },
-      ];
-    }
-    return roots.flatMap((root) => [
-      { range: { key: this.#layout.root(root), rangeEnd: prefixEnd(this.#layout.root(root)) } },
-      { range: { key: this.#layout.version(root) } },
-    ]);
+    return rangesOf(this.#layout, roots);
   }
 
   /** Puts what the ranges of `#readsOf(roots)` returned into the cache; returns the roots read. */
   #absorb(roots: readonly string[] | null, ranges: KeyValue[][]): string[] {
-    const states = new Map<string, RootState>();
-    const stateOf = (root: string): RootState => {
-      let state = states.get(root);
-      if (!state) states.set(root, (state = { revision: 0, version: null, leases: [], waiters: [], delays: [] }));
-      return state;
-    };
-    for (const root of roots ?? []) stateOf(root);
-    const records = ranges.filter((_, i) => i % 2 === 0).flat();
-    const versions = ranges.filter((_, i) => i % 2 === 1).flat();
-    for (const kv of versions) {
-      const state = stateOf(kv.key.slice(this.#layout.versions.length));
-      state.revision = kv.modRevision;
-      state.version = decodeVersion(kv.value);
-    }
-    for (const kv of records) {
-      const record = this.#layout.parseRecord(kv.key);
-      if (record === null) continue;
-      const state = stateOf(record.root);
-      if (record.kind === 'l') state.leases.push(decodeLease(kv.value, kv.createRevision));
-      else if (record.kind === 'w') state.waiters.push(decodeWaiter(kv.value, kv.createRevision));
-      else state.delays.push(decodeDelay(kv.value, kv.createRevision));
-    }
+    const states = statesOf(this.#layout, roots, ranges);
     if (roots === null) for (const root of [...this.#cache.keys()]) if (!states.has(root)) this.#dropRoot(root);
     for (const [root, state] of states) this.#setRoot(root, state);
     return [...states.keys()];
@@ -310,6 +292,20 @@ export class EtcdStore implements LockStore {
     return { roots: this.#closure(roots), ended, fresh, all: false };
   }
 
+  /** The roots the batch reads, copied into its table; no re-read copy enters the cache meanwhile. */
+  async #tableFor(live: Pending[], deadline: number): Promise<{ table: EtcdTable; roots: string[]; fresh: boolean; all: boolean }> {
+    this.#preparing = true;
+    try {
+      const { roots, ended, fresh, all } = await this.#prepare(live, deadline);
+      // Loading may have found more roots (the closure): make sure each one is in the cache.
+      const absent = roots.filter((root) => !this.#cache.has(root));
+      if (absent.length > 0) await this.#load(absent, deadline);
+      return { table: new EtcdTable(this.#layout, new Map(roots.map((root) => [root, this.#cache.get(root)!])), ended), roots, fresh, all };
+    } finally {
+      this.#preparing = false;
+    }
+  }
+
   async #runBatch(batch: Pending[]): Promise<void> {
     const deadline = performance.now() + this.#options.operationTimeoutMs;
     let live = batch;
@@ -323,12 +319,8 @@ export class EtcdStore implements LockStore {
       if (this.#closed) throw new StoreUnavailableError('the store is closed');
       if (performance.now() > deadline) throw new StoreUnavailableError(`no etcd transaction committed within ${this.#options.operationTimeoutMs} ms`);
 
-      const { roots, ended, fresh: loaded, all } = await this.#prepare(live, deadline);
-      // Loading may have found more roots (the closure): make sure each one is in the cache.
-      const absent = roots.filter((root) => !this.#cache.has(root));
-      if (absent.length > 0) await this.#load(absent, deadline);
-      const fresh = loaded;
-      const table = new EtcdTable(this.#layout, new Map(roots.map((root) => [root, this.#cache.get(root)!])), ended);
+      await this.#refresh.settled();
+      const { table, roots, fresh, all } = await this.#tableFor(live, deadline);
       table.begin(processClock());
 
       const results: ops.Result<unknown>[] = [];
@@ -412,6 +404,7 @@ export class EtcdStore implements LockStore {
   }
 
   acquire(request: LockRequest, options: AcquireOptions): Promise<AcquireOutcome> {
+    this.#refresh.remember(request.id);
     return this.#submit(options.signal, { roots: rootsOf(request.resources) }, (t, uncertain) => {
       if (uncertain) {
         // An earlier attempt may have been applied: its lease or ticket answers.
@@ -431,12 +424,14 @@ export class EtcdStore implements LockStore {
     return this.#submit(options.signal, { ids: [ticket] }, (t) => ops.poll(t, ticket));
   }
   cancel(ticket: string, options: EndOptions = {}): Promise<boolean> {
+    this.#refresh.forget(ticket);
     return this.#submit(options.signal, { ids: [ticket] }, (t) => ops.cancel(t, ticket, options.by));
   }
   renew(leaseId: string, ttlMs: number, options: CallOptions = {}): Promise<RenewOutcome> {
     return this.#submit(options.signal, { ids: [leaseId] }, (t) => ops.renew(t, leaseId, ttlMs));
   }
   release(leaseId: string, options: EndOptions = {}): Promise<boolean> {
+    this.#refresh.forget(leaseId);
     return this.#submit(options.signal, { ids: [leaseId] }, (t) => ops.release(t, leaseId, options.by));
   }
   get(leaseId: string, options: CallOptions = {}): Promise<LeaseRecord | null> {
@@ -481,6 +476,7 @@ export class EtcdStore implements LockStore {
     this.#closed = true;
     this.#due.stop();
     this.#versions.close();
+    this.#refresh.close();
     // Operations in flight finish (or fail) on their own; queued ones are refused.
     for (const op of this.#pending.splice(0)) op.reject(new StoreUnavailableError('the store is closed'));
     this.#client.close();

@@ -2,7 +2,8 @@
  * Follows the version records of an etcd namespace for one store object: every other process's
  * changes are published to this object's listeners (wake-ups are complete: a version record
  * carries all changes of its transaction), and the next due time they carry is handed on, so
- * this object sweeps when something another process wrote falls due. Changes this object wrote
+ * this object sweeps when something another process wrote falls due, and its cache is told which
+ * roots were written (refresh.ts). Changes this object wrote
  * itself (its `origin`) are skipped: the store publishes those from its own answers. After a
  * failed watch it starts again from the last revision it has seen; a compacted revision is
  * skipped (waiters' heartbeats cover what it held).
@@ -20,6 +21,8 @@ export interface VersionWatchOptions {
   origin: string;
   /** Another process made something due at `nextDue` (its clock `clock`). */
   onDue(nextDue: number, clock: number): void;
+  /** Another process wrote `root`: its version record's mod revision and the changes it carries. */
+  onWritten(root: string, modRevision: number, changes: readonly StoreChange[]): void;
 }
 
 export class VersionWatch {
@@ -67,7 +70,7 @@ export class VersionWatch {
 
   #follow(): void {
     if (this.#closed) return;
-    const { client, layout, origin, onDue } = this.#options;
+    const { client, layout, origin, onDue, onWritten } = this.#options;
     this.#stop = client.watch(
       layout.versions,
       prefixEnd(layout.versions),
@@ -81,6 +84,7 @@ export class VersionWatch {
           for (const change of version.changes) if (change.fence !== null) change.fence = resolve(change.fence, kv.modRevision);
           this.publish(version.changes);
           if (version.nextDue !== null) onDue(version.nextDue, version.clock);
+          onWritten(kv.key.slice(layout.versions.length), kv.modRevision, version.changes);
         }
         // A progress notice: nothing below `revision` is left to deliver.
         if (events.length === 0) this.#watched = Math.max(this.#watched, revision);
