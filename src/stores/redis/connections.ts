@@ -2,7 +2,7 @@
  * The Redis store's connections for operations: `count` node-redis clients, all named
  * `holdfast:<prefix>` (CLIENT SETNAME), none with an offline queue (a command sent while one is
  * down fails at once, and is never resent by the client library). A command goes on the
- * connection with the fewest commands in flight, so with two Redis runs the calls of one while
+ * ready connection with the fewest commands in flight, so with two Redis runs the calls of one while
  * this process handles the answers of the other; on one connection those two alternate. Each
  * socket keeps the process alive only while it has commands in flight.
  */
@@ -60,11 +60,16 @@ export class Connections {
     }));
   }
 
-  /** The connection with the fewest commands in flight (the first of those on a tie). */
+  /**
+   * The connection with the fewest commands in flight (the first of those on a tie), among those
+   * that are up: one that dropped and is reconnecting is passed over while another is ready (a
+   * command on it would fail at once). When none is ready, the first (its command fails as it
+   * would alone).
+   */
   pick(): Connection {
-    let best = this.#all[0]!;
-    for (const c of this.#all) if (c.inFlight < best.inFlight) best = c;
-    return best;
+    let best: Connection | null = null;
+    for (const c of this.#all) if (c.client.isReady && (best === null || c.inFlight < best.inFlight)) best = c;
+    return best ?? this.#all[0]!;
   }
 
   /** One command on `on` (by default the least busy connection). */

@@ -24,6 +24,8 @@ Metadata is kept as the JSON text the client sent (never decoded here) and answe
 Keys under the base:
   meta HASH fence, seq, hist, delay, lo:lexp, lo:wdue, lo:ddue (lower bounds of the due sets, 'e': empty);
        a writing function reads fence, hist and the bounds first and writes what changed last, in one HSET
+       (Redis rolls nothing back: a call that fails midway, a bug, leaves meta as it was; no fence
+       repeats, as fences stay above TIME in µs, but a history id may)
   leases HASH id -> lease JSON     lexp ZSET expiry -> id
   ended ZSET end time -> id (the last 100000, trimmed now and then)   rid HASH owner\0requestId -> id   own:<owner> SET ids
   hx:<key> HASH lease id -> code (held rows on the key; code `e`, `s` or `s<limit>`)
