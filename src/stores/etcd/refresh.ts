@@ -19,6 +19,8 @@ import type { RootState } from './table.js';
 
 /** The ids of leases and tickets remembered (the oldest are forgotten past this). */
 const MINE_KEPT = 10_000;
+/** The longest a batch waits for the re-reads in flight (one takes about a millisecond). */
+const SETTLE_WAIT_MS = 20;
 
 export interface RefreshOptions {
   /** The cached copy of `root`, if any. */
@@ -72,11 +74,23 @@ export class RootRefresh {
   }
 
   /**
-   * Ends when the reads in flight have (at once when none is): a batch waits for them before it
-   * prepares, rather than commit on the copies they replace.
+   * Ends when the reads in flight have (at once when none is), or after `SETTLE_WAIT_MS`: a batch
+   * waits for them before it prepares, rather than commit on the copies they replace. A read held
+   * up by a failing member does not hold the batch up longer than that (the batch then commits or
+   * fails its compare as it would without the read).
    */
   async settled(): Promise<void> {
-    if (this.#reading.size > 0) await Promise.all(this.#reading.values());
+    if (this.#reading.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, SETTLE_WAIT_MS);
+      timer.unref();
+    });
+    try {
+      await Promise.race([Promise.all(this.#reading.values()), waited]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async #reread(root: string): Promise<void> {

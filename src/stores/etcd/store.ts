@@ -120,7 +120,9 @@ export class EtcdStore implements LockStore {
     this.#refresh = new RootRefresh({
       cached: (root) => this.#cache.get(root),
       read: async (root) => (await this.#client.txn([], this.#readsOf([root]), [])).ranges,
-      absorb: (root, ranges) => void (this.#preparing ? null : this.#absorb([root], ranges)),
+      absorb: (root, ranges) => {
+        if (!this.#preparing) this.#absorb([root], ranges);
+      },
     });
     this.#versions = new VersionWatch({
       client: this.#client, layout: this.#layout, origin: this.#origin, onDue: (nextDue, clock) => this.#due.arm(nextDue, clock),

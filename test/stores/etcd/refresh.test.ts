@@ -4,7 +4,7 @@
  *   - a release that follows another process's write to the root commits at the first try;
  *   - reliability finding 10: a re-read that lands while a batch prepares must not let the batch
  *     miss a root. X holds `b/x`; Y holds `c` and queues a waiter on `b/x` and `c`; X's re-read of
- *     root `b` (which Y wrote) is held back, and X releases meanwhile. The waiter must stay queued
+ *     root `b` (which Y wrote) is held back until just after X starts to release. The waiter must stay queued
  *     (Y still holds `c`): a batch that took its roots from the old copy of `b` and its table from
  *     the re-read one saw the waiter but not root `c`, granted it, and did not compare `c`.
  */
@@ -38,9 +38,14 @@ describe('etcd store: reading a held root again', { skip: unavailable ?? false }
   let cluster: EtcdCluster;
   const opened: Locks[] = [];
   const txn = EtcdClient.prototype.txn;
-  /** Plain reads (no compares) whose first range starts at this key wait `holdMs` first. */
+  /** Plain reads (no compares) by `holdClient` whose first range starts at this key wait for `gate` first. */
   let holdReadsOf: string | null = null;
-  let holdMs = 0;
+  let holdClient: EtcdClient | null = null;
+  /** While true, the client of every transaction becomes `holdClient`. */
+  let capture = false;
+  let gate: Promise<void> = Promise.resolve();
+  /** Reads held at the gate so far. */
+  let held = 0;
   /** Transactions with compares (operations' commits and their retries; not plain reads). */
   let commits = 0;
 
@@ -48,8 +53,12 @@ describe('etcd store: reading a held root again', { skip: unavailable ?? false }
     cluster = await EtcdCluster.start();
     EtcdClient.prototype.txn = async function heldTxn(this: EtcdClient, compares: Compare[], success: TxnOp[], failure: TxnOp[], signal?: AbortSignal) {
       if (compares.length > 0) commits++;
+      if (capture) holdClient = this;
       const first = success[0];
-      if (holdReadsOf !== null && compares.length === 0 && first !== undefined && 'range' in first && first.range.key === holdReadsOf) await sleep(holdMs);
+      if (holdReadsOf !== null && this === holdClient && compares.length === 0 && first !== undefined && 'range' in first && first.range.key === holdReadsOf) {
+        held++;
+        await gate;
+      }
       return txn.call(this, compares, success, failure, signal);
     };
   });
@@ -90,16 +99,25 @@ describe('etcd store: reading a held root again', { skip: unavailable ?? false }
     const prefix = 'refresh-two/';
     const x = await open('x', prefix);
     const y = await open('y', prefix);
-    const held = await x.acquire('b/x', { autoRenew: false });
+    capture = true; // x's store client: the only one in use now
+    const lease = await x.acquire('b/x', { autoRenew: false });
+    capture = false;
     const c = await y.acquire('c', { autoRenew: false });
     holdReadsOf = new Layout(prefix).root('b');
-    holdMs = 1000;
+    let letThrough = (): void => {};
+    gate = new Promise((resolve) => (letThrough = resolve));
     try {
       const queued = queuedOnce(y);
       const waiter = background(y.acquire(['b/x', 'c'], { waitMs: 20_000, autoRenew: false }));
       await queued;
-      await sleep(200); // x's re-read of root b has started and is held back
-      await held.release();
+      await sleep(200);
+      assert.ok(held >= 1, "x's re-read of root b (which y wrote) is held at the gate");
+      // The release starts while the re-read is held, which then lands at once: before the
+      // release prepares (it waits for re-reads first), or, were it let in, while it prepares.
+      const releasing = lease.release();
+      await sleep(5);
+      letThrough();
+      await releasing;
       assert.ok(await isPending(waiter, 500), 'the waiter on b/x and c was granted while y still holds c');
       const table = await y.list();
       assert.deepEqual(table.locks.filter((l) => l.key === 'c').map((l) => l.owner), ['y']);
@@ -108,6 +126,7 @@ describe('etcd store: reading a held root again', { skip: unavailable ?? false }
       await (await waiter).release();
     } finally {
       holdReadsOf = null;
+      letThrough();
     }
   });
 });
