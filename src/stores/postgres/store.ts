@@ -2,7 +2,7 @@
  * `postgres://`: the production store. The lock-table algorithm of `src/stores/table/` runs in
  * PostgreSQL itself, as plpgsql functions (migrations/*.sql), so each operation is one call, one
  * round trip, one READ COMMITTED transaction, serialized against the transactions it can conflict
- * with by advisory locks: on the keys' root segments (migrations/001_baseline.sql, part 2), or for the lean
+ * with by advisory locks: on the keys' root segments (migrations/001_baseline/, part 2), or for the lean
  * acquire and release of one key on its path (part 9 of the baseline; such a call may
  * answer `retry`, and the full call follows in a transaction of its own).
  * Time is the database clock; fences come from a sequence and survive restarts.
