@@ -112,7 +112,8 @@ export async function redisSuite(ctx: BenchContext): Promise<void> {
 /**
  * The floor of any lock with one round trip per operation: a "pair" of two FCALLs of a function
  * that does nothing (a library of the run's, deleted afterwards), on the anchors' connection.
- * Its pairs/s bound every such lock's at 1 in flight: one that beats it needs fewer round trips.
+ * At 1 in flight no such lock does much better than its pairs/s (a lock that beats it clearly
+ * needs fewer round trips).
  */
 const FLOOR = 'no-op FCALL pair';
 
