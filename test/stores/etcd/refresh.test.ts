@@ -48,6 +48,9 @@ describe('etcd store: reading a held root again', { skip: unavailable ?? false }
   let held = 0;
   /** Transactions with compares (operations' commits and their retries; not plain reads). */
   let commits = 0;
+  /** Plain reads by `holdClient` of the root at `countReadsOf` that have answered. */
+  let countReadsOf: string | null = null;
+  let readsDone = 0;
 
   before(async () => {
     cluster = await EtcdCluster.start();
@@ -59,7 +62,9 @@ describe('etcd store: reading a held root again', { skip: unavailable ?? false }
         held++;
         await gate;
       }
-      return txn.call(this, compares, success, failure, signal);
+      const result = await txn.call(this, compares, success, failure, signal);
+      if (countReadsOf !== null && this === holdClient && compares.length === 0 && first !== undefined && 'range' in first && first.range.key === countReadsOf) readsDone++;
+      return result;
     };
   });
   after(async () => {
@@ -75,16 +80,30 @@ describe('etcd store: reading a held root again', { skip: unavailable ?? false }
     return locks;
   }
 
+  /** Waits until `done()` holds, checking every 5 ms, for at most `ms`. */
+  async function until(done: () => boolean, ms: number, what: string): Promise<void> {
+    const deadline = performance.now() + ms;
+    while (!done()) {
+      if (performance.now() > deadline) assert.fail(`${what} within ${ms} ms`);
+      await sleep(5);
+    }
+  }
+
   test('a release after another process queued on the root is one transaction', async () => {
-    const x = await open('x', 'refresh-one/');
-    const y = await open('y', 'refresh-one/');
+    const prefix = 'refresh-one/';
+    const x = await open('x', prefix);
+    const y = await open('y', prefix);
+    capture = true; // x's store client: the only one in use now
     let lease = await x.acquire('k', { autoRenew: false });
+    capture = false;
+    countReadsOf = new Layout(prefix).root('k');
     const attempts: number[] = [];
     for (let i = 0; i < 10; i++) {
+      const reads = readsDone;
       const queued = queuedOnce(y);
       const next = background(y.acquire('k', { waitMs: 10_000, autoRenew: false }));
       await queued;
-      await sleep(100); // x's watch sees y's write and x reads the root again
+      await until(() => readsDone > reads, 5000, "x's watch saw y's write and x read the root again");
       const before = commits;
       await lease.release();
       attempts.push(commits - before);
@@ -92,6 +111,7 @@ describe('etcd store: reading a held root again', { skip: unavailable ?? false }
       lease = await x.acquire('k', { autoRenew: false });
     }
     await lease.release();
+    countReadsOf = null;
     assert.deepEqual(attempts, Array.from({ length: 10 }, () => 1), 'each release committed at its first transaction');
   });
 
