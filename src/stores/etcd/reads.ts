@@ -23,6 +23,11 @@ export function rangesOf(layout: Layout, roots: readonly string[] | null): TxnOp
   ]);
 }
 
+/** The version record's mod revision in what `rangesOf(layout, [root])` returned (0: none yet). */
+export function revisionOfOne(ranges: KeyValue[][]): number {
+  return ranges[1]?.[0]?.modRevision ?? 0;
+}
+
 /**
  * The states of the roots that the ranges of `rangesOf(layout, roots)` returned: every root of
  * `roots` (empty when nothing was there), and every root found when `roots` is null.

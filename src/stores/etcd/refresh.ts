@@ -15,6 +15,7 @@
  */
 import type { StoreChange } from '../store.js';
 import type { KeyValue } from './client.js';
+import { revisionOfOne } from './reads.js';
 import type { RootState } from './table.js';
 
 /** The ids of leases and tickets remembered (the oldest are forgotten past this). */
@@ -25,7 +26,7 @@ const SETTLE_WAIT_MS = 20;
 export interface RefreshOptions {
   /** The cached copy of `root`, if any. */
   cached(root: string): RootState | undefined;
-  /** Reads `root`: its records' range, then its version record's (the store's `#readsOf([root])`). */
+  /** Reads `root`: what the ranges of `rangesOf(layout, [root])` return (reads.ts). */
   read(root: string): Promise<KeyValue[][]>;
   /** Puts what `read` returned in the cache (unless a batch is preparing). */
   absorb(root: string, ranges: KeyValue[][]): void;
@@ -95,7 +96,7 @@ export class RootRefresh {
 
   async #reread(root: string): Promise<void> {
     const ranges = await this.#options.read(root);
-    const read = ranges[1]?.[0]?.modRevision ?? 0;
+    const read = revisionOfOne(ranges);
     const cached = this.#options.cached(root);
     // A commit of this object (or an earlier read) may have put a newer copy there meanwhile.
     if (!this.#closed && cached !== undefined && read > cached.revision) this.#options.absorb(root, ranges);

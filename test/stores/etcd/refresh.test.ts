@@ -58,12 +58,15 @@ describe('etcd store: reading a held root again', { skip: unavailable ?? false }
       if (compares.length > 0) commits++;
       if (capture) holdClient = this;
       const first = success[0];
-      if (holdReadsOf !== null && this === holdClient && compares.length === 0 && first !== undefined && 'range' in first && first.range.key === holdReadsOf) {
+      /** A plain read by the held client whose first range starts at `key`. */
+      const reads = (key: string | null): boolean =>
+        key !== null && this === holdClient && compares.length === 0 && first !== undefined && 'range' in first && first.range.key === key;
+      if (reads(holdReadsOf)) {
         held++;
         await gate;
       }
       const result = await txn.call(this, compares, success, failure, signal);
-      if (countReadsOf !== null && this === holdClient && compares.length === 0 && first !== undefined && 'range' in first && first.range.key === countReadsOf) readsDone++;
+      if (reads(countReadsOf)) readsDone++;
       return result;
     };
   });
